@@ -1,0 +1,218 @@
+"""The workspace catalog: an embedded SQLite database, the single truth about what is done.
+
+One row per episode and per clip. A stage marks an item done only after its files are durable
+(written under a temporary name, then renamed), and it writes an item's rows in one transaction, so a
+run killed at any moment leaves the catalog consistent. Only the main process of a command writes;
+workers return values. WAL mode lets `status` and the review app read while a stage writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS episodes (
+    episode_id      TEXT PRIMARY KEY,
+    url             TEXT NOT NULL,             -- URL or absolute local path
+    source_kind     TEXT NOT NULL,             -- 'url' (yt-dlp) or 'file' (local copy)
+    manifest        TEXT,                      -- manifest the episode came from
+    extra           TEXT NOT NULL DEFAULT '{}',-- optional manifest columns, JSON
+    added_at        TEXT NOT NULL,
+    fetch_status    TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed
+    fetch_error_kind TEXT,                     -- gone | throttled | network | unsupported | invalid-media | other
+    fetch_error     TEXT,
+    fetch_attempts  INTEGER NOT NULL DEFAULT 0,
+    fetched_at      TEXT,
+    path            TEXT,                      -- relative to the workspace
+    size            INTEGER,
+    sha256          TEXT,
+    downloader      TEXT,                      -- e.g. 'yt-dlp 2026.10.26' or 'copy'
+    probe           TEXT,                      -- probe facts, JSON
+    segment_status  TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed | rejected
+    segment_error_kind TEXT,
+    segment_error   TEXT,
+    segmented_at    TEXT,
+    segment_config  TEXT                       -- the SegmentConfig that made the clips, JSON
+);
+
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id         TEXT PRIMARY KEY,          -- '{episode_id}_{clip_index:05d}'
+    episode_id      TEXT NOT NULL REFERENCES episodes(episode_id),
+    clip_index      INTEGER NOT NULL,
+    path            TEXT NOT NULL,             -- stream-copied segment, relative to the workspace
+    start_time      REAL NOT NULL,             -- segment span in the episode timeline, seconds
+    end_time        REAL NOT NULL,
+    start_pts       INTEGER NOT NULL,          -- the same span exactly, in `time_base` ticks
+    end_pts         INTEGER NOT NULL,
+    time_base       TEXT NOT NULL,
+    clip_offset     REAL NOT NULL,             -- episode time = time inside the clip file + clip_offset
+    trim_start      REAL,                      -- the kept window (after step 4), episode timeline
+    trim_end        REAL,
+    crop_x INTEGER, crop_y INTEGER, crop_w INTEGER, crop_h INTEGER,  -- step 3, source pixels
+    duration        REAL,                      -- trim_end - trim_start
+    frame_count     INTEGER,                   -- source frames inside the kept window
+    segment_frame_count INTEGER NOT NULL,      -- frames in the whole segment file
+    has_audio       INTEGER NOT NULL,
+    av_offset       REAL,                      -- first audio minus first video time in the file, s
+    status          TEXT NOT NULL,             -- ok | too_short | rejected
+    reason          TEXT,                      -- why too_short / rejected
+    review          TEXT,                      -- NULL (unreviewed) | accepted | rejected
+    review_reason   TEXT,
+    review_note     TEXT,
+    reviewer        TEXT,
+    reviewed_at     TEXT,
+    UNIQUE (episode_id, clip_index)
+);
+CREATE INDEX IF NOT EXISTS clips_by_episode ON clips(episode_id);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      INTEGER PRIMARY KEY,
+    command     TEXT NOT NULL,
+    config      TEXT NOT NULL,                 -- effective config, JSON
+    nwt_version TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    summary     TEXT                           -- per-status counts, JSON
+);
+"""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class EpisodeSource:
+    episode_id: str
+    url: str
+    source_kind: str  # 'url' | 'file'
+    manifest: str | None
+    extra: dict[str, str]
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- runs ---------------------------------------------------------------------------------
+    def start_run(self, command: str, config: dict[str, Any]) -> int:
+        from nwt_data import __version__
+
+        cur = self.conn.execute(
+            "INSERT INTO runs(command, config, nwt_version, started_at) VALUES (?, ?, ?, ?)",
+            (command, json.dumps(config, sort_keys=True), __version__, now()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?, summary = ? WHERE run_id = ?",
+            (now(), json.dumps(summary, sort_keys=True), run_id),
+        )
+
+    # --- episodes -------------------------------------------------------------------------------
+    def episode(self, episode_id: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM episodes WHERE episode_id = ?", (episode_id,)).fetchone()
+
+    def add_episode(self, source: EpisodeSource) -> None:
+        self.conn.execute(
+            "INSERT INTO episodes(episode_id, url, source_kind, manifest, extra, added_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                source.episode_id,
+                source.url,
+                source.source_kind,
+                source.manifest,
+                json.dumps(source.extra, sort_keys=True),
+                now(),
+            ),
+        )
+
+    def episodes(self, where: str = "1", params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            f"SELECT * FROM episodes WHERE {where} ORDER BY episode_id", tuple(params)
+        ).fetchall()
+
+    def mark_fetched(self, episode_id: str, *, path: str, size: int, sha256: str, downloader: str,
+                     probe: dict[str, Any]) -> None:  # fmt: skip
+        self.conn.execute(
+            "UPDATE episodes SET fetch_status = 'done', fetch_error_kind = NULL, fetch_error = NULL,"
+            " fetch_attempts = fetch_attempts + 1, fetched_at = ?, path = ?, size = ?, sha256 = ?,"
+            " downloader = ?, probe = ? WHERE episode_id = ?",
+            (now(), path, size, sha256, downloader, json.dumps(probe, sort_keys=True), episode_id),
+        )
+
+    def mark_fetch_failed(self, episode_id: str, *, kind: str, error: str, attempts: int) -> None:
+        self.conn.execute(
+            "UPDATE episodes SET fetch_status = 'failed', fetch_error_kind = ?, fetch_error = ?,"
+            " fetch_attempts = fetch_attempts + ? WHERE episode_id = ?",
+            (kind, error, attempts, episode_id),
+        )
+
+    # --- segmentation -----------------------------------------------------------------------
+    def save_segmentation(self, episode_id: str, clips: list[dict[str, Any]], config: dict[str, Any]) -> None:
+        """Replace an episode's clips and mark it segmented, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM clips WHERE episode_id = ?", (episode_id,))
+            for clip in clips:
+                columns = ", ".join(clip)
+                marks = ", ".join("?" for _ in clip)
+                conn.execute(f"INSERT INTO clips({columns}) VALUES ({marks})", tuple(clip.values()))
+            conn.execute(
+                "UPDATE episodes SET segment_status = 'done', segment_error_kind = NULL,"
+                " segment_error = NULL, segmented_at = ?, segment_config = ? WHERE episode_id = ?",
+                (now(), json.dumps(config, sort_keys=True), episode_id),
+            )
+
+    def mark_segment_failed(self, episode_id: str, *, status: str, kind: str, error: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM clips WHERE episode_id = ?", (episode_id,))
+            conn.execute(
+                "UPDATE episodes SET segment_status = ?, segment_error_kind = ?, segment_error = ?,"
+                " segmented_at = ? WHERE episode_id = ?",
+                (status, kind, error, now(), episode_id),
+            )
+
+    def clips(self, where: str = "1", params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            f"SELECT * FROM clips WHERE {where} ORDER BY episode_id, clip_index", tuple(params)
+        ).fetchall()
+
+    # --- status --------------------------------------------------------------------------------
+    def counts(self, table: str, column: str) -> dict[str, int]:
+        assert table in ("episodes", "clips")
+        rows = self.conn.execute(f"SELECT {column} AS k, COUNT(*) AS n FROM {table} GROUP BY {column}")
+        return {str(r["k"]): int(r["n"]) for r in rows}

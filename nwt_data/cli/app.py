@@ -1,0 +1,26 @@
+"""The root `nwt-data` app: it only registers the commands."""
+
+from __future__ import annotations
+
+import typer
+
+from nwt_data.cli import demo, fetch, segment, status
+
+app = typer.Typer(
+    name="nwt-data",
+    help="Turn talking-person footage into NWT training data (Appendix D of the NWT paper).\n\n"
+    "Every command works on a workspace folder (--workspace or NWT_WORKSPACE) that holds nwt.toml and "
+    "the catalog.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("fetch")(fetch.fetch)
+app.command("segment")(segment.segment)
+app.command("status")(status.status)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()

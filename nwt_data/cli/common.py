@@ -1,0 +1,81 @@
+"""What every command shares: options, consoles, the error-to-message funnel, the summary table."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nwt_data.errors import NwtError
+from nwt_data.stages import StageReport
+from nwt_data.workspace import DEFAULT_DIR, ENV_VAR
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option(
+        "--workspace", "-w",
+        envvar=ENV_VAR,
+        help=f"Dataset workspace folder (created when missing). Env: {ENV_VAR}.",
+        show_default=True,
+    ),
+]  # fmt: skip
+DEFAULT_WORKSPACE = Path(DEFAULT_DIR)
+
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", "-j", min=1, help="Items processed at once [default: CPU count].")
+]
+RetryFailedOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="Also retry items that failed in an earlier run.")
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn known errors into one line on stderr (exit 2); NWT_DEBUG=1 shows the traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NwtError as err:
+            if os.environ.get("NWT_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            if err.hint:
+                err_console.print(f"[dim]hint:[/] {err.hint}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished items are saved; run the command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_report(report: StageReport) -> None:
+    """The end-of-run summary: counts, then one line per failure; exit 1 when anything failed."""
+    table = Table(title=f"{report.stage} summary", show_header=True, header_style="bold")
+    table.add_column("result")
+    table.add_column("count", justify="right")
+    for name, count in report.counts.items():
+        style = "red" if name.startswith(("failed", "episodes failed", "manifest errors")) and count else ""
+        table.add_row(name, str(count), style=style)
+    console.print(table)
+    if report.failures:
+        failures = Table(title="failures", header_style="bold red")
+        failures.add_column("item")
+        failures.add_column("kind")
+        failures.add_column("error", overflow="fold")
+        for item, kind, message in report.failures:
+            failures.add_row(item, kind, message)
+        err_console.print(failures)
+        raise typer.Exit(1)

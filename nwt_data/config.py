@@ -1,0 +1,157 @@
+"""One frozen, validated config dataclass per command.
+
+Values come from three layers, later ones winning: the dataclass defaults (the paper's recipe), the
+workspace's `nwt.toml` (one table per command), and command-line options. The effective config of
+every run is saved in the catalog's `runs` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from nwt_data.errors import ConfigError
+
+# The training frames are 224 wide and 256 tall (Appendix D, step 7).
+OUTPUT_WIDTH = 224
+OUTPUT_HEIGHT = 256
+OUTPUT_ASPECT = OUTPUT_WIDTH / OUTPUT_HEIGHT  # 0.875
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropSpec:
+    """Where the portrait box sits in a source frame.
+
+    mode "box": `box` = (left, top, width, height) in a `reference` frame size; scaled to the source
+    when the source has the same aspect ratio. The paper's box (Appendix D step 3: columns 507..1130,
+    rows 0..712 counted from the bottom of 1280x720) is (507, 8, 623, 712) @ 1280x720.
+    mode "center": the largest centred box with the output aspect (224/256).
+    mode "none": the whole frame.
+    """
+
+    mode: str = "box"
+    box: tuple[int, int, int, int] = (507, 8, 623, 712)
+    reference: tuple[int, int] = (1280, 720)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("box", "center", "none"):
+            raise ConfigError(f"crop mode must be box, center or none, not {self.mode!r}")
+        left, top, width, height = self.box
+        if left < 0 or top < 0 or width <= 0 or height <= 0:
+            raise ConfigError(f"crop box {self.box} must have left, top >= 0 and a positive size")
+        ref_w, ref_h = self.reference
+        if left + width > ref_w or top + height > ref_h:
+            raise ConfigError(f"crop box {self.box} does not fit its reference frame {ref_w}x{ref_h}")
+
+    @classmethod
+    def parse(cls, text: str) -> CropSpec:
+        """`paper`, `center`, `none`, `X,Y,W,H` (in 1280x720) or `X,Y,W,H@WIDTHxHEIGHT`."""
+        text = text.strip().lower()
+        if text in ("paper", "box"):
+            return cls()
+        if text in ("center", "none"):
+            return cls(mode=text)
+        match = re.fullmatch(r"(\d+),(\d+),(\d+),(\d+)(?:@(\d+)x(\d+))?", text.replace(" ", ""))
+        if not match:
+            raise ConfigError(
+                f"cannot read crop {text!r}",
+                hint="use paper, center, none, X,Y,W,H or X,Y,W,H@WIDTHxHEIGHT",
+            )
+        x, y, w, h = (int(v) for v in match.groups()[:4])
+        ref = (int(match[5]), int(match[6])) if match[5] else (1280, 720)
+        return cls(mode="box", box=(x, y, w, h), reference=ref)
+
+    def describe(self) -> str:
+        if self.mode != "box":
+            return self.mode
+        x, y, w, h = self.box
+        return f"{x},{y},{w},{h}@{self.reference[0]}x{self.reference[1]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchConfig:
+    """`nwt-data fetch`: download episodes listed in a manifest."""
+
+    workers: int = field(default_factory=default_workers)
+    """Episodes downloaded at once."""
+    retries: int = 3
+    """Extra attempts for throttled or network failures within one run."""
+    backoff_seconds: float = 2.0
+    """First wait before a retry; doubles each attempt (with jitter)."""
+    max_height: int = 720
+    """Preferred video height; the paper's crop box assumes 1280x720."""
+    socket_timeout: float = 30.0
+    retry_failed: bool = False
+    """Also retry episodes that failed in an earlier run."""
+
+    def __post_init__(self) -> None:
+        _positive("workers", self.workers)
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, not {self.retries}")
+        if self.backoff_seconds < 0:
+            raise ConfigError(f"backoff_seconds must be >= 0, not {self.backoff_seconds}")
+        _positive("max_height", self.max_height)
+        _positive("socket_timeout", self.socket_timeout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentConfig:
+    """`nwt-data segment`: keyframe split, crop and trim (Appendix D steps 2-4)."""
+
+    workers: int = field(default_factory=default_workers)
+    segment_time: float = 4.0
+    """ffmpeg's -segment_time: a clip ends at the first keyframe after this many seconds."""
+    trim: float = 0.25
+    """Seconds cut from each end of a clip (step 4)."""
+    min_duration: float = 2.0
+    """Clips this long or shorter are marked too short instead of trimmed."""
+    crop: CropSpec = field(default_factory=CropSpec)
+
+    def __post_init__(self) -> None:
+        _positive("workers", self.workers)
+        _positive("segment_time", self.segment_time)
+        if self.trim < 0:
+            raise ConfigError(f"trim must be >= 0, not {self.trim}")
+        if self.min_duration < 2 * self.trim:
+            raise ConfigError(
+                f"min_duration ({self.min_duration}) must be at least twice trim ({self.trim})"
+            )
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, not {value}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON/TOML-friendly dict of a config (crop spec as its text form)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = value.describe() if isinstance(value, CropSpec) else value
+    return out
+
+
+def build(cls: type, section: str, file_values: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """Make a config of `cls` from the workspace file's table and the non-None CLI overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(file_values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in the [{section}] table of nwt.toml",
+            hint=f"known keys: {', '.join(sorted(names))}",
+        )
+    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(values.get("crop"), str):
+        values["crop"] = CropSpec.parse(values["crop"])
+    try:
+        return cls(**values)
+    except TypeError as err:  # a wrongly typed value from the TOML file
+        raise ConfigError(f"bad value in config: {err}") from err

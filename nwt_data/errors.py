@@ -1,0 +1,69 @@
+"""The one error hierarchy of nwt_data.
+
+Every error carries a one-line message and a hint that says what to do. The CLI turns them into
+messages in one place (`nwt_data.cli.common.report_errors`); per-item failures inside a stage are
+recorded in the catalog with their `kind` instead of being raised to the user.
+"""
+
+from __future__ import annotations
+
+
+class NwtError(Exception):
+    """Base class: `str(err)` is the one-line message, `hint` says what to do about it."""
+
+    kind = "error"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = str(self)
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class ConfigError(NwtError):
+    kind = "config"
+
+
+class WorkspaceError(NwtError):
+    kind = "workspace"
+
+
+class ManifestError(NwtError):
+    kind = "manifest"
+
+
+class MediaError(NwtError):
+    """A file that is not usable media (unreadable, no video stream, truncated...)."""
+
+    kind = "media"
+
+
+class FfmpegError(MediaError):
+    kind = "ffmpeg"
+
+
+class CropError(MediaError):
+    kind = "crop"
+
+
+class FetchError(NwtError):
+    """A failed download, classified so a user knows whether a retry can help."""
+
+    # gone: removed, private or 404 -- retrying will not help
+    # throttled: 429 / rate limited -- retry later
+    # network: connection refused, timeout, DNS -- retry when the network is back
+    # unsupported: the URL holds no video yt-dlp understands
+    # other: anything else
+    KINDS = ("gone", "throttled", "network", "unsupported", "invalid-media", "other")
+
+    def __init__(self, message: str, kind: str = "other", hint: str = "") -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown fetch error kind {kind!r}")
+        super().__init__(message, hint)
+        self.kind = kind
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("throttled", "network")

@@ -1,0 +1,115 @@
+"""Every ffmpeg subprocess call of nwt_data lives here: argv builders plus one runner.
+
+Arguments are always argv lists, never shell strings. The binary comes from imageio-ffmpeg unless
+`NWT_FFMPEG` points at another one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nwt_data.errors import FfmpegError
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    override = os.environ.get("NWT_FFMPEG")
+    if override:
+        return override
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # A `kill -9` of nwt-data must not leave ffmpeg children writing into the workspace.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_ffmpeg(args: Sequence[str], *, timeout: float | None = None) -> str:
+    """Run ffmpeg with `args` (everything after the binary); return stderr, raise FfmpegError."""
+    argv = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *args]
+    try:
+        proc = subprocess.run(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise FfmpegError(f"ffmpeg timed out after {timeout:.0f} s") from err
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {proc.returncode}"
+        raise FfmpegError(f"ffmpeg failed: {last}")
+    return stderr
+
+
+def segment_args(source: Path, pattern: Path, *, segment_time: float, has_audio: bool) -> list[str]:
+    """Appendix D step 2: split at keyframes in stream copy, each segment's timestamps reset.
+
+    Only the first video and first audio stream are kept (subtitle or data streams break the MP4
+    muxer); bitexact flags keep the output byte-identical between runs.
+    """
+    maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
+    return [
+        "-y",
+        "-i", str(source),
+        *maps,
+        "-c", "copy",
+        "-map_metadata", "-1",
+        "-fflags", "+bitexact",
+        "-f", "segment",
+        "-segment_time", f"{segment_time:g}",
+        "-reset_timestamps", "1",
+        "-segment_format_options", "fflags=+bitexact",
+        str(pattern),
+    ]  # fmt: skip
+
+
+def copy_to_null_args(source: Path) -> list[str]:
+    """The benchmark baseline: demux and remux every packet of `source` to nowhere."""
+    return ["-i", str(source), "-map", "0", "-c", "copy", "-f", "null", "-"]
+
+
+def lavfi_demo_args(
+    out: Path,
+    *,
+    seconds: float,
+    width: int,
+    height: int,
+    fps: str,
+    gop: int,
+    with_audio: bool = True,
+    extra_video_filter: str = "",
+) -> list[str]:
+    """A synthetic talking-head stand-in: test pattern video, a tone that beeps once a second.
+
+    Used by `nwt-data demo`, the tests and the benchmarks; everything is generated, nothing is
+    downloaded.
+    """
+    video = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
+    if extra_video_filter:
+        video += f",{extra_video_filter}"
+    args = ["-y", "-f", "lavfi", "-i", video]
+    if with_audio:
+        tone = f"aevalsrc='0.4*sin(2*PI*440*t)*lt(mod(t,1),0.2)':s=44100:d={seconds}"
+        args += ["-f", "lavfi", "-i", tone]
+    args += [
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+    ]  # fmt: skip
+    if with_audio:
+        args += ["-c:a", "aac", "-b:a", "96k", "-shortest"]
+    args += ["-movflags", "+faststart", str(out)]
+    return args

@@ -1,0 +1,272 @@
+"""`nwt-data segment`: split episodes at keyframes, then record crop and trim (Appendix D 2-4).
+
+ffmpeg's segment muxer cuts each episode in stream copy (no re-encode), so every clip starts on a
+keyframe. The muxer shifts each clip's timestamps, so the clip's place in the episode is not taken
+from its segment list but recovered packet by packet: the clip's video packets are the source's
+video packets in the same decode order, which gives the exact offset between the two timelines and
+proves it for every frame. Every audio packet of the clip must then land on a source audio packet
+under that same offset; otherwise the clip is rejected rather than kept with shifted audio.
+
+Crop and trim are recorded, not applied: the mask stage applies them in its single decode pass,
+and review shows the same cropped, trimmed window.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from nwt_data.catalog import Catalog
+from nwt_data.config import OUTPUT_ASPECT, CropSpec, SegmentConfig, to_dict
+from nwt_data.errors import CropError, MediaError, NwtError
+from nwt_data.media.ffmpeg import run_ffmpeg, segment_args
+from nwt_data.media.probe import MediaInfo, Packets, probe
+from nwt_data.runner import Outcome, run_parallel
+from nwt_data.stages import StageReport
+from nwt_data.workspace import Workspace, replace_dir
+
+# Audio must cover the kept window to within this many seconds (a fraction of one AAC packet).
+AUDIO_COVER_TOLERANCE = 0.005
+
+
+# --- crop (pure) ---------------------------------------------------------------------------------
+def resolve_crop(spec: CropSpec, width: int, height: int) -> tuple[int, int, int, int]:
+    """The crop box (x, y, w, h) in this source's pixels; CropError when it cannot fit."""
+    if spec.mode == "none":
+        return (0, 0, width, height)
+    if spec.mode == "center":
+        if width / height >= OUTPUT_ASPECT:
+            w = min(width, round(height * OUTPUT_ASPECT))
+            return ((width - w) // 2, 0, w, height)
+        h = min(height, round(width / OUTPUT_ASPECT))
+        return (0, (height - h) // 2, width, h)
+    ref_w, ref_h = spec.reference
+    sx, sy = width / ref_w, height / ref_h
+    if abs(sx - sy) > 0.01 * max(sx, sy):
+        raise CropError(
+            f"crop box {spec.describe()} is for {ref_w}x{ref_h} frames; this source is {width}x{height}"
+            " with another aspect ratio",
+            hint=f"pass --crop center, or a box in this source's pixels: --crop X,Y,W,H@{width}x{height}",
+        )
+    x, y, w, h = (round(v * sx) for v in spec.box)
+    if x + w > width or y + h > height:
+        raise CropError(
+            f"crop box {x},{y},{w},{h} does not fit the {width}x{height} frame",
+            hint="give a box inside the frame with --crop X,Y,W,H@WIDTHxHEIGHT",
+        )
+    return (x, y, w, h)
+
+
+# --- clip timing (pure) --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipTiming:
+    """One segment file placed on the episode timeline."""
+
+    start_pts: int  # source video time base ticks
+    end_pts: int
+    time_base: Fraction
+    clip_offset: float  # episode time = clip-file time + clip_offset
+    frame_count: int  # frames in the segment file
+    has_audio: bool
+    av_offset: float | None  # first audio minus first video time, in the clip file
+    audio_span: tuple[float, float] | None  # episode timeline
+    problem: str | None  # why the clip cannot be used as it is
+
+    @property
+    def start(self) -> float:
+        return float(self.start_pts * self.time_base)
+
+    @property
+    def end(self) -> float:
+        return float(self.end_pts * self.time_base)
+
+
+def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTiming]:
+    """Map each segment file onto the source timeline, checking every video and audio packet."""
+    src = source.video
+    total = sum(len(seg.video) for seg in segments)
+    if total != len(src):
+        raise MediaError(f"the segments hold {total} video frames but the source has {len(src)}")
+    src_audio = _tick_set(source.audio) if source.audio is not None else None
+    timings: list[ClipTiming] = []
+    cursor = 0
+    for seg in segments:
+        n = len(seg.video)
+        src_pts = src.pts[cursor : cursor + n]
+        src_dur = src.duration[cursor : cursor + n]
+        problem = None if src.keyframe[cursor] else "does not start on a keyframe"
+        # The offset that maps this file's timeline onto the episode's, from the first packet.
+        offset = Fraction(int(src_pts[0])) * src.time_base - Fraction(int(seg.video.pts[0])) * seg.video.time_base
+        mapped = seg.video.pts * float(seg.video.time_base) + float(offset)
+        tolerance = 0.5 * float(max(src.time_base, seg.video.time_base))
+        if np.abs(mapped - src_pts * float(src.time_base)).max() > tolerance:
+            problem = problem or "video timestamps differ from the source's"
+        has_audio = seg.audio is not None and len(seg.audio) > 0
+        av_offset = audio_span = None
+        if has_audio and seg.audio is not None:
+            av_offset = seg.audio.start - seg.video.start
+            audio_span = (seg.audio.start + float(offset), seg.audio.end + float(offset))
+            if src_audio is not None and not _lands_on(seg.audio, float(offset), source.audio, src_audio):
+                problem = problem or "audio packets are shifted against the source"
+        timings.append(
+            ClipTiming(
+                start_pts=int(src_pts.min()),
+                end_pts=int((src_pts + src_dur).max()),
+                time_base=src.time_base,
+                clip_offset=float(offset),
+                frame_count=n,
+                has_audio=has_audio,
+                av_offset=av_offset,
+                audio_span=audio_span,
+                problem=problem,
+            )
+        )
+        cursor += n
+    return timings
+
+
+def _tick_set(packets: Packets) -> np.ndarray:
+    return np.unique(packets.pts)
+
+
+def _lands_on(clip_audio: Packets, offset: float, src_audio: Packets | None, src_ticks: np.ndarray) -> bool:
+    assert src_audio is not None
+    ticks = np.rint((clip_audio.pts * float(clip_audio.time_base) + offset) / float(src_audio.time_base))
+    ticks = ticks.astype(np.int64)
+    found = np.isin(ticks, src_ticks) | np.isin(ticks - 1, src_ticks) | np.isin(ticks + 1, src_ticks)
+    return bool(found.all())
+
+
+def clip_rows(episode_id: str, timings: list[ClipTiming], source: MediaInfo, config: SegmentConfig,
+              crop: tuple[int, int, int, int], clip_dir: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Catalog rows for an episode's clips: trim window, frame counts, status and reason."""
+    src_times = np.sort(source.video.pts) * float(source.video.time_base)
+    rows = []
+    for index, t in enumerate(timings):
+        duration = t.end - t.start
+        status, reason = "ok", None
+        trim_start = trim_end = kept = frames = None
+        if t.problem:
+            status, reason = "rejected", t.problem
+        elif not t.has_audio:
+            status, reason = "rejected", "no audio in this clip"
+        elif duration <= config.min_duration:
+            status, reason = "too_short", f"{duration:.3f} s is not longer than {config.min_duration:g} s"
+        else:
+            trim_start, trim_end = t.start + config.trim, t.end - config.trim
+            kept = trim_end - trim_start
+            frames = int(((src_times >= trim_start - 1e-9) & (src_times < trim_end - 1e-9)).sum())
+            assert t.audio_span is not None
+            a_start, a_end = t.audio_span
+            if a_start > trim_start + AUDIO_COVER_TOLERANCE or a_end < trim_end - AUDIO_COVER_TOLERANCE:
+                status = "rejected"
+                reason = f"audio covers {a_start:.3f}-{a_end:.3f} s, not the kept {trim_start:.3f}-{trim_end:.3f} s"
+        clip_id = f"{episode_id}_{index:05d}"
+        rows.append({
+            "clip_id": clip_id,
+            "episode_id": episode_id,
+            "clip_index": index,
+            "path": f"{clip_dir}/{clip_id}.mp4",
+            "start_time": round(t.start, 6),
+            "end_time": round(t.end, 6),
+            "start_pts": t.start_pts,
+            "end_pts": t.end_pts,
+            "time_base": f"{t.time_base.numerator}/{t.time_base.denominator}",
+            "clip_offset": round(t.clip_offset, 9),
+            "trim_start": None if trim_start is None else round(trim_start, 6),
+            "trim_end": None if trim_end is None else round(trim_end, 6),
+            "crop_x": crop[0], "crop_y": crop[1], "crop_w": crop[2], "crop_h": crop[3],
+            "duration": None if kept is None else round(kept, 6),
+            "frame_count": frames,
+            "segment_frame_count": t.frame_count,
+            "has_audio": int(t.has_audio),
+            "av_offset": None if t.av_offset is None else round(t.av_offset, 6),
+            "status": status,
+            "reason": reason,
+        })  # fmt: skip
+    return rows
+
+
+# --- per-episode work ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Segmented:
+    clips: list[dict[str, Any]]
+    rejected: str | None = None  # the whole episode is unusable, and why
+
+
+def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: SegmentConfig) -> Segmented:
+    source_path = ws.root / source_rel
+    if not source_path.is_file():
+        raise MediaError(f"source file {source_rel} is missing", hint="run `nwt-data fetch` again")
+    source = probe(source_path)
+    if not source.has_audio:
+        return Segmented([], rejected="no audio stream: NWT needs the speech of every clip")
+    crop = resolve_crop(config.crop, source.width, source.height)
+    work = ws.new_temp_dir(f"segment-{episode_id}")
+    try:
+        run_ffmpeg(segment_args(source_path, work / f"{episode_id}_%05d.mp4",
+                                segment_time=config.segment_time, has_audio=True))  # fmt: skip
+        files = sorted(work.glob(f"{episode_id}_*.mp4"))
+        if not files:
+            raise MediaError("ffmpeg wrote no segments")
+        timings = place_segments(source, [probe(f) for f in files])
+        clip_dir = ws.episode_clip_dir(episode_id)
+        rows = clip_rows(episode_id, timings, source, config, crop, ws.relative(clip_dir))
+        replace_dir(work, clip_dir)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return Segmented(rows)
+
+
+# --- the stage ---------------------------------------------------------------------------------
+def run_segment(ws: Workspace, catalog: Catalog, config: SegmentConfig, console: Console, *,
+                retry_failed: bool = False, episodes: list[str] | None = None) -> StageReport:  # fmt: skip
+    report = StageReport("segment")
+    statuses = ("pending", "failed", "rejected") if retry_failed else ("pending",)
+    marks = ", ".join("?" for _ in statuses)
+    rows = catalog.episodes(f"fetch_status = 'done' AND segment_status IN ({marks})", statuses)
+    if episodes:
+        wanted = set(episodes)
+        rows = [r for r in rows if r["episode_id"] in wanted]
+    for row in catalog.episodes("segment_status = 'failed'") if not retry_failed else []:
+        report.failures.append((row["episode_id"], row["segment_error_kind"],
+                                f"{row['segment_error']} (run with --retry-failed)"))  # fmt: skip
+    report.add("already segmented", len(catalog.episodes("segment_status = 'done'")))
+    saved_config = to_dict(config)
+
+    def on_done(outcome: Outcome[Segmented]) -> None:
+        if outcome.ok and outcome.value is not None:
+            result = outcome.value
+            if result.rejected:
+                catalog.mark_segment_failed(outcome.key, status="rejected", kind="rejected", error=result.rejected)
+                report.add("episodes rejected")
+                return
+            catalog.save_segmentation(outcome.key, result.clips, saved_config)
+            report.add("episodes segmented")
+            for clip in result.clips:
+                report.add(f"clips {clip['status']}")
+        else:
+            err = outcome.error
+            assert isinstance(err, NwtError)
+            catalog.mark_segment_failed(outcome.key, status="failed", kind=err.kind, error=err.one_line())
+            report.add("episodes failed")
+            report.failures.append((outcome.key, err.kind, err.one_line()))
+
+    with ws.stage_lock("segment"):
+        ws.clear_temp("segment")
+        run_parallel(
+            [(r["episode_id"], (r["episode_id"], r["path"])) for r in rows],
+            lambda item: segment_episode(ws, item[0], item[1], config),
+            on_done,
+            workers=config.workers,
+            label="segment",
+            console=console,
+        )
+    return report
