@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     extra           TEXT NOT NULL DEFAULT '{}',-- optional manifest columns, JSON
     added_at        TEXT NOT NULL,
     fetch_status    TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed
-    fetch_error_kind TEXT,                     -- gone | throttled | network | unsupported | invalid-media | other
+    fetch_error_kind TEXT,                     -- see FetchError.KINDS
     fetch_error     TEXT,
     fetch_attempts  INTEGER NOT NULL DEFAULT 0,
     fetched_at      TEXT,

@@ -120,9 +120,7 @@ class SegmentConfig:
         if self.trim < 0:
             raise ConfigError(f"trim must be >= 0, not {self.trim}")
         if self.min_duration < 2 * self.trim:
-            raise ConfigError(
-                f"min_duration ({self.min_duration}) must be at least twice trim ({self.trim})"
-            )
+            raise ConfigError(f"min_duration ({self.min_duration}) must be at least twice trim ({self.trim})")
 
 
 def _positive(name: str, value: float) -> None:

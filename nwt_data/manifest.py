@@ -53,7 +53,9 @@ def read_manifest(path: Path) -> Manifest:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     if not lines:
-        raise ManifestError(f"manifest {path} is empty", hint="add a header row 'episode_id,url' and one row per episode")
+        raise ManifestError(
+            f"manifest {path} is empty", hint="add a header row 'episode_id,url' and one row per episode"
+        )
     numbers = [number for number, _ in lines]
     reader = csv.reader(io.StringIO("\n".join(line for _, line in lines)))
     header = [name.strip().lower() for name in next(reader)]
@@ -66,8 +68,8 @@ def read_manifest(path: Path) -> Manifest:
     entries: list[tuple[int, EpisodeSource]] = []
     errors: list[LineError] = []
     first_line: dict[str, int] = {}
-    for number, row in zip(numbers[1:], reader):
-        values = {name: value.strip() for name, value in zip(header, row)}
+    for number, row in zip(numbers[1:], reader, strict=False):
+        values = {name: value.strip() for name, value in zip(header, row, strict=False)}
         episode_id = values.get("episode_id", "")
         try:
             if len(row) > len(header):
@@ -97,7 +99,9 @@ def _source(url: str, base: Path) -> tuple[str, str]:
     if parsed.scheme == "file":
         local = Path(unquote(parsed.path))
     elif "://" in url:
-        raise ManifestError(f"unsupported URL scheme {parsed.scheme!r}", hint="use http(s), file:// or a path")
+        raise ManifestError(
+            f"unsupported URL scheme {parsed.scheme!r}", hint="use http(s), file:// or a path"
+        )
     else:
         local = Path(url).expanduser()
         if not local.is_absolute():

@@ -1,12 +1,12 @@
 """The dataset workspace: a folder holding `nwt.toml`, the SQLite catalog and the media files.
 
-    WORKSPACE/
-      nwt.toml            per-command defaults ([fetch], [segment], ...), edited by the user
-      catalog.sqlite      the single truth about what is done (see catalog.py)
-      episodes/ID.mp4     downloaded or copied sources
-      clips/ID/ID_00000.mp4  keyframe-aligned stream-copied clips
-      tmp/                work in progress; never read as a result
-      locks/              one lock per stage, so two runs of a stage cannot collide
+WORKSPACE/
+  nwt.toml            per-command defaults ([fetch], [segment], ...), edited by the user
+  catalog.sqlite      the single truth about what is done (see catalog.py)
+  episodes/ID.mp4     downloaded or copied sources
+  clips/ID/ID_00000.mp4  keyframe-aligned stream-copied clips
+  tmp/                work in progress; never read as a result
+  locks/              one lock per stage, so two runs of a stage cannot collide
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def check_episode_id(episode_id: str) -> str:
         suggestion = re.sub(r"[^A-Za-z0-9_-]+", "-", episode_id).strip("-_")[:80] or "episode-1"
         raise WorkspaceError(
             f"invalid episode_id {episode_id!r}",
-            hint=f"use 1-80 letters, digits, '-' or '_', starting with a letter or digit, e.g. {suggestion!r}",
+            hint=f"use 1-80 letters, digits, '-' or '_' (first a letter or digit), e.g. {suggestion!r}",
         )
     return episode_id
 
@@ -88,7 +88,9 @@ class Workspace:
         try:
             data = tomllib.loads(self.config_path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"cannot read {self.config_path}: {err}", hint="fix or delete the file") from err
+            raise ConfigError(
+                f"cannot read {self.config_path}: {err}", hint="fix or delete the file"
+            ) from err
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] in {self.config_path} must be a table")

@@ -55,7 +55,9 @@ def handle_errors(func: F) -> F:
                 err_console.print(f"[dim]hint:[/] {err.hint}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished items are saved; run the command again to resume")
+            err_console.print(
+                "[yellow]interrupted[/]: finished items are saved; run the command again to resume"
+            )
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -19,9 +19,9 @@ from nwt_data.workspace import Workspace
 
 @handle_errors
 def demo(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Where the demo workspace goes.")] = Path(
-        "demo-workspace"
-    ),
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="Where the demo workspace goes.")
+    ] = Path("demo-workspace"),
 ) -> None:
     """Generate two 1280x720 episodes, fetch them (one over local HTTP with yt-dlp), segment them.
 
@@ -35,7 +35,9 @@ def demo(
     console.rule("[bold]1. generate demo episodes")
     for episode in DEMO_EPISODES:
         make_episode(media / f"{episode.name}.mp4", episode)
-        console.print(f"  {episode.name}: {episode.width}x{episode.height} @ {episode.fps} fps, {episode.seconds:g} s")
+        console.print(
+            f"  {episode.name}: {episode.width}x{episode.height} @ {episode.fps} fps, {episode.seconds:g} s"
+        )
     catalog = Catalog(ws.catalog_path)
     with serve_folder(media) as base_url:
         manifest = write_demo_manifest(media, base_url)

@@ -28,7 +28,9 @@ def fetch(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     workers: WorkersOpt = None,
     retries: Annotated[int | None, typer.Option(min=0, help="Retries of throttled/network failures.")] = None,
-    max_height: Annotated[int | None, typer.Option(min=1, help="Preferred video height [default: 720].")] = None,
+    max_height: Annotated[
+        int | None, typer.Option(min=1, help="Preferred video height [default: 720].")
+    ] = None,
     retry_failed: RetryFailedOpt = False,
 ) -> None:
     """Download (yt-dlp) or copy every episode of MANIFEST into the workspace.

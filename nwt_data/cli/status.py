@@ -15,9 +15,7 @@ from nwt_data.workspace import Workspace
 
 def stage_counts(catalog: Catalog) -> dict[str, dict[str, int]]:
     """Per-stage counts: episodes by fetch and segment status, clips by status and review."""
-    review = {
-        ("unreviewed" if k == "None" else k): n for k, n in catalog.counts("clips", "review").items()
-    }
+    review = {("unreviewed" if k == "None" else k): n for k, n in catalog.counts("clips", "review").items()}
     fetch_failed = catalog.conn.execute(
         "SELECT fetch_error_kind AS k, COUNT(*) AS n FROM episodes WHERE fetch_status = 'failed'"
         " GROUP BY fetch_error_kind"

@@ -43,7 +43,7 @@ def run_ffmpeg(args: Sequence[str], *, timeout: float | None = None) -> str:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=timeout,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             check=False,
         )
     except subprocess.TimeoutExpired as err:

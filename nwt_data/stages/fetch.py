@@ -117,8 +117,7 @@ def ytdlp_options(work_dir: Path, config: FetchConfig) -> dict[str, Any]:
     return {
         # One muxed file: H.264/AAC MP4 at <=720p where offered, else the best muxed MP4, else any.
         "format": (
-            f"b[vcodec^=avc1][acodec^=mp4a][height<={h}]/b[ext=mp4][height<={h}]"
-            f"/b[height<={h}]/b[ext=mp4]/b"
+            f"b[vcodec^=avc1][acodec^=mp4a][height<={h}]/b[ext=mp4][height<={h}]/b[height<={h}]/b[ext=mp4]/b"
         ),
         "outtmpl": {"default": str(work_dir / "source.%(ext)s")},
         "ffmpeg_location": ffmpeg_exe(),
@@ -144,7 +143,9 @@ def _download(url: str, work_dir: Path, config: FetchConfig) -> Path:
             if info is None:
                 raise _fetch_error("yt-dlp returned no information", "unsupported")
             if info.get("_type") in ("playlist", "multi_video"):
-                raise _fetch_error("the URL is a playlist; list its videos one per manifest line", "unsupported")
+                raise _fetch_error(
+                    "the URL is a playlist; list its videos one per manifest line", "unsupported"
+                )
             info = ydl.process_ie_result(info, download=True)
     except yt_dlp.utils.DownloadError as err:
         raise _fetch_error(str(err)) from err
@@ -238,7 +239,11 @@ def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: Fetc
         elif status == "failed" and not config.retry_failed:
             report.add("failed earlier")
             report.failures.append(
-                (source.episode_id, row["fetch_error_kind"], f"{row['fetch_error']} (run with --retry-failed)")
+                (
+                    source.episode_id,
+                    row["fetch_error_kind"],
+                    f"{row['fetch_error']} (run with --retry-failed)",
+                )
             )
         else:
             todo.append((source.episode_id, source))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,7 +101,9 @@ def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTim
         src_dur = src.duration[cursor : cursor + n]
         problem = None if src.keyframe[cursor] else "does not start on a keyframe"
         # The offset that maps this file's timeline onto the episode's, from the first packet.
-        offset = Fraction(int(src_pts[0])) * src.time_base - Fraction(int(seg.video.pts[0])) * seg.video.time_base
+        offset = (
+            Fraction(int(src_pts[0])) * src.time_base - Fraction(int(seg.video.pts[0])) * seg.video.time_base
+        )
         mapped = seg.video.pts * float(seg.video.time_base) + float(offset)
         tolerance = 0.5 * float(max(src.time_base, seg.video.time_base))
         if np.abs(mapped - src_pts * float(src.time_base)).max() > tolerance:
@@ -166,7 +167,10 @@ def clip_rows(episode_id: str, timings: list[ClipTiming], source: MediaInfo, con
             a_start, a_end = t.audio_span
             if a_start > trim_start + AUDIO_COVER_TOLERANCE or a_end < trim_end - AUDIO_COVER_TOLERANCE:
                 status = "rejected"
-                reason = f"audio covers {a_start:.3f}-{a_end:.3f} s, not the kept {trim_start:.3f}-{trim_end:.3f} s"
+                reason = (
+                    f"audio covers {a_start:.3f}-{a_end:.3f} s,"
+                    f" not the kept {trim_start:.3f}-{trim_end:.3f} s"
+                )
         clip_id = f"{episode_id}_{index:05d}"
         rows.append({
             "clip_id": clip_id,
@@ -245,7 +249,9 @@ def run_segment(ws: Workspace, catalog: Catalog, config: SegmentConfig, console:
         if outcome.ok and outcome.value is not None:
             result = outcome.value
             if result.rejected:
-                catalog.mark_segment_failed(outcome.key, status="rejected", kind="rejected", error=result.rejected)
+                catalog.mark_segment_failed(
+                    outcome.key, status="rejected", kind="rejected", error=result.rejected
+                )
                 report.add("episodes rejected")
                 return
             catalog.save_segmentation(outcome.key, result.clips, saved_config)

@@ -1,0 +1,46 @@
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s bench`, `nox -s demo`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# The CPU wheel, installed before the project so that its `torch` requirement is already met and
+# pip never pulls the multi-GB CUDA build. On a GPU machine, install your own torch instead.
+TORCH = "torch==2.13.0"
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    session.install(TORCH)
+    session.install("-e", f".{extras}")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (real ffmpeg, yt-dlp over 127.0.0.1, SQLite)."""
+    install(session, "[dev]")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput benchmarks; prints ratios against plain ffmpeg runs on the same files."""
+    install(session)
+    session.run("python", "benchmarks/bench_segment.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The pipeline end to end on the built-in generated input."""
+    install(session)
+    session.run("nwt-data", "demo", "--workspace", "demo-workspace", *session.posargs)
