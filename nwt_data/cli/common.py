@@ -50,9 +50,8 @@ def handle_errors(func: F) -> F:
         except NwtError as err:
             if os.environ.get("NWT_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-            if err.hint:
-                err_console.print(f"[dim]hint:[/] {err.hint}", highlight=False)
+            err_console.print("[bold red]error:[/] ", end="")
+            err_console.print(err.one_line(), soft_wrap=True, markup=False, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print(
@@ -73,11 +72,8 @@ def print_report(report: StageReport) -> None:
         table.add_row(name, str(count), style=style)
     console.print(table)
     if report.failures:
-        failures = Table(title="failures", header_style="bold red")
-        failures.add_column("item")
-        failures.add_column("kind")
-        failures.add_column("error", overflow="fold")
+        err_console.print(f"[bold red]{len(report.failures)} failed:[/]")
         for item, kind, message in report.failures:
-            failures.add_row(item, kind, message)
-        err_console.print(failures)
+            # One line per item (no hard wrapping), so the list can be grepped.
+            err_console.print(f"  [red]✗[/] {item} [{kind}] {message}", soft_wrap=True, markup=False)
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ catalog then records its size, sha256, downloader version and probe facts. yt-dl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -189,13 +190,15 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> 
                 break
             except FetchError as err:
                 if not err.retryable or attempts > config.retries:
+                    with contextlib.suppress(OSError):
+                        work_dir.rmdir()  # only when empty: a partial download stays to be resumed
                     raise
                 time.sleep(config.backoff_seconds * 2 ** (attempts - 1) * random.uniform(0.5, 1.5))
         try:
             facts = probe(downloaded).facts()
         except MediaError as err:
             shutil.rmtree(work_dir, ignore_errors=True)  # a bad file must not be resumed next time
-            raise _fetch_error(f"downloaded file is not usable video: {err}", "invalid-media") from err
+            raise _fetch_error(f"downloaded file: {err}", "invalid-media") from err
         final = ws.episodes_dir / f"{source.episode_id}{downloaded.suffix.lower()}"
         os.replace(downloaded, final)
         shutil.rmtree(work_dir, ignore_errors=True)
