@@ -19,26 +19,42 @@ from nwt_data.errors import MediaError
 
 @dataclass(frozen=True)
 class Packets:
-    """One stream's packets in decode order: pts and duration in `time_base` ticks."""
+    """One stream's packets in decode order: pts and duration in `time_base` ticks.
+
+    `discard` marks packets that an edit list hides (decoded for reference, never shown): a cut
+    made in stream copy starts at the keyframe before the cut, and those lead-in frames are hidden.
+    `start`, `end` and `presented_times` describe what a player shows.
+    """
 
     time_base: Fraction
     pts: np.ndarray  # int64
     duration: np.ndarray  # int64
     keyframe: np.ndarray  # bool
+    discard: np.ndarray  # bool
 
     def __len__(self) -> int:
         return len(self.pts)
 
     @property
+    def presented(self) -> np.ndarray:
+        return ~self.discard
+
+    @property
+    def presented_count(self) -> int:
+        return int(self.presented.sum())
+
+    @property
     def start(self) -> float:
-        return float(self.pts.min() * self.time_base)
+        return float(self.pts[self.presented].min() * self.time_base)
 
     @property
     def end(self) -> float:
-        return float((self.pts + self.duration).max() * self.time_base)
+        shown = self.presented
+        return float((self.pts[shown] + self.duration[shown]).max() * self.time_base)
 
-    def seconds(self, ticks: np.ndarray | int) -> np.ndarray | float:
-        return ticks * float(self.time_base)
+    def presented_times(self) -> np.ndarray:
+        """Presentation times in seconds of the shown packets, sorted."""
+        return np.sort(self.pts[self.presented]) * float(self.time_base)
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ class MediaInfo:
 
     @property
     def has_audio(self) -> bool:
-        return self.audio is not None and len(self.audio) > 0
+        return self.audio is not None and self.audio.presented_count > 0
 
     @property
     def keyframe_times(self) -> list[float]:
@@ -73,7 +89,7 @@ class MediaInfo:
 
     @property
     def variable_frame_rate(self) -> bool:
-        deltas = np.diff(np.sort(self.video.pts))
+        deltas = np.diff(np.sort(self.video.pts[self.video.presented]))
         if len(deltas) < 2:
             return False
         spread = int(deltas.max() - deltas.min())
@@ -91,7 +107,7 @@ class MediaInfo:
             "frame_rate": _ratio(self.average_rate),
             "nominal_frame_rate": _ratio(self.nominal_rate),
             "variable_frame_rate": self.variable_frame_rate,
-            "frame_count": len(self.video),
+            "frame_count": self.video.presented_count,
             "video_start": round(self.video.start, 6),
             "first_packet_is_keyframe": bool(self.video.keyframe[0]) if len(self.video) else False,
             "keyframes": self.keyframe_times,
@@ -129,7 +145,7 @@ def probe(path: Path) -> MediaInfo:
         vstream = container.streams.video[0]
         astream = container.streams.audio[0] if container.streams.audio else None
         streams = [vstream] + ([astream] if astream is not None else [])
-        rows: dict[int, list[tuple[int, int, bool]]] = {s.index: [] for s in streams}
+        rows: dict[int, list[tuple[int, int, bool, bool]]] = {s.index: [] for s in streams}
         try:
             for packet in container.demux(streams):
                 if packet.size == 0:  # flush packets carry no data
@@ -137,11 +153,12 @@ def probe(path: Path) -> MediaInfo:
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is None:
                     continue
-                rows[packet.stream.index].append((ts, packet.duration or 0, packet.is_keyframe))
+                row = (ts, packet.duration or 0, packet.is_keyframe, packet.is_discard)
+                rows[packet.stream.index].append(row)
         except av.FFmpegError as err:
             raise MediaError(f"damaged or truncated media: {_av_reason(err)}") from err
         video = _packets(rows[vstream.index], vstream.time_base)
-        if len(video) == 0:
+        if video.presented_count == 0:
             raise MediaError("the video stream has no frames")
         audio = _packets(rows[astream.index], astream.time_base) if astream is not None else None
         codec = vstream.codec_context
@@ -158,13 +175,13 @@ def probe(path: Path) -> MediaInfo:
             audio_codec=astream.codec_context.name if astream is not None else None,
             sample_rate=astream.codec_context.sample_rate if astream is not None else None,
             channels=astream.codec_context.channels if astream is not None else None,
-            audio=audio if audio is not None and len(audio) else None,
+            audio=audio if audio is not None and audio.presented_count else None,
             edit_list=has_edit_list(path),
         )
 
 
-def _packets(rows: list[tuple[int, int, bool]], time_base: Any) -> Packets:
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+def _packets(rows: list[tuple[int, int, bool, bool]], time_base: Any) -> Packets:
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
     duration = arr[:, 1].copy()
     if len(arr) > 1:
         # A packet without a duration (often the last one) lasts as long as the typical step.
@@ -176,6 +193,7 @@ def _packets(rows: list[tuple[int, int, bool]], time_base: Any) -> Packets:
         pts=arr[:, 0].copy(),
         duration=duration,
         keyframe=arr[:, 2].astype(bool),
+        discard=arr[:, 3].astype(bool),
     )
 
 

@@ -99,7 +99,12 @@ def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTim
         n = len(seg.video)
         src_pts = src.pts[cursor : cursor + n]
         src_dur = src.duration[cursor : cursor + n]
+        shown = src.presented[cursor : cursor + n]
         problem = None if src.keyframe[cursor] else "does not start on a keyframe"
+        if not shown.any():
+            # Every frame is hidden by the source's edit list: nothing of it is ever on screen.
+            shown = np.ones_like(shown)
+            problem = problem or "holds only frames the source's edit list hides"
         # The offset that maps this file's timeline onto the episode's, from the first packet.
         offset = (
             Fraction(int(src_pts[0])) * src.time_base - Fraction(int(seg.video.pts[0])) * seg.video.time_base
@@ -108,7 +113,7 @@ def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTim
         tolerance = 0.5 * float(max(src.time_base, seg.video.time_base))
         if np.abs(mapped - src_pts * float(src.time_base)).max() > tolerance:
             problem = problem or "video timestamps differ from the source's"
-        has_audio = seg.audio is not None and len(seg.audio) > 0
+        has_audio = seg.audio is not None and seg.audio.presented_count > 0
         av_offset = audio_span = None
         if has_audio and seg.audio is not None:
             av_offset = seg.audio.start - seg.video.start
@@ -117,8 +122,8 @@ def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTim
                 problem = problem or "audio packets are shifted against the source"
         timings.append(
             ClipTiming(
-                start_pts=int(src_pts.min()),
-                end_pts=int((src_pts + src_dur).max()),
+                start_pts=int(src_pts[shown].min()),
+                end_pts=int((src_pts[shown] + src_dur[shown]).max()),
                 time_base=src.time_base,
                 clip_offset=float(offset),
                 frame_count=n,
@@ -147,7 +152,7 @@ def _lands_on(clip_audio: Packets, offset: float, src_audio: Packets | None, src
 def clip_rows(episode_id: str, timings: list[ClipTiming], source: MediaInfo, config: SegmentConfig,
               crop: tuple[int, int, int, int], clip_dir: str) -> list[dict[str, Any]]:  # fmt: skip
     """Catalog rows for an episode's clips: trim window, frame counts, status and reason."""
-    src_times = np.sort(source.video.pts) * float(source.video.time_base)
+    src_times = source.video.presented_times()
     rows = []
     for index, t in enumerate(timings):
         duration = t.end - t.start

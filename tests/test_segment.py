@@ -1,0 +1,239 @@
+"""`nwt-data segment` on generated media: exact timings, A/V alignment, edge-case sources."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from nwt_data.catalog import Catalog
+from nwt_data.config import CropSpec
+from nwt_data.errors import ConfigError, CropError
+from nwt_data.media.ffmpeg import run_ffmpeg
+from nwt_data.media.probe import probe
+from nwt_data.stages.segment import resolve_crop
+
+# A white frame exactly while the tone beeps (the first 0.2 s of every second): the flash and the
+# beep onsets are the same instants, so any audio shift shows up as a gap between them.
+FLASH = "drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),0.2)'"
+
+
+def _fetch_and_segment(cli, tmp_path: Path, files: dict[str, Path], *segment_args: str):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("episode_id,url\n" + "".join(f"{k},{v}\n" for k, v in files.items()))
+    ws = tmp_path / "ws"
+    fetched = cli("fetch", manifest, "-w", ws)
+    assert fetched.exit_code == 0, fetched.output
+    result = cli("segment", "-w", ws, *segment_args)
+    return ws, result, Catalog(ws / "catalog.sqlite")
+
+
+def _video_onsets(path: Path, offset: float = 0.0) -> np.ndarray:
+    """Episode times of the frames where the white flash starts."""
+    with av.open(str(path)) as container:
+        times, levels = [], []
+        for frame in container.decode(video=0):
+            times.append(frame.time + offset)
+            levels.append(frame.to_ndarray(format="gray").mean())
+    bright = np.array(levels) > 200
+    starts = np.flatnonzero(bright[1:] & ~bright[:-1]) + 1
+    return np.array(times)[starts]
+
+
+def _audio_onsets(path: Path, offset: float = 0.0) -> np.ndarray:
+    """Episode times where the beep starts (after at least 0.3 s of silence)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        chunks, first = [], None
+        for frame in container.decode(audio=0):
+            if first is None:
+                first = frame.time
+            chunks.append(frame.to_ndarray().mean(axis=0))
+    samples = np.abs(np.concatenate(chunks))
+    loud = np.flatnonzero(samples > 0.1)
+    if len(loud) == 0:
+        return np.array([])
+    gaps = np.diff(loud, prepend=-(10**9))
+    onsets = loud[gaps > 0.3 * rate]
+    return onsets / rate + first + offset
+
+
+def _episode_onsets(episode: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _video_onsets(episode), _audio_onsets(episode)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["cfr-29.97", "edit-list-cut", "variable-frame-rate"],
+)
+def test_clips_tile_the_episode_and_keep_audio_aligned(tmp_path: Path, make_video, cli, variant) -> None:
+    base = make_video("base.mp4", seconds=9, fps="30000/1001", gop=45, extra_video_filter=FLASH)
+    if variant == "cfr-29.97":
+        source = base
+    elif variant == "edit-list-cut":
+        # A stream-copy cut at 1.3 s: the file starts 0.3 s after a keyframe, hidden by an edit list.
+        source = tmp_path / "media" / "cut.mp4"
+        run_ffmpeg(["-y", "-ss", "1.3", "-i", str(base), "-c", "copy", str(source)])
+    else:
+        # Drop 6 of every 30 frames and keep the timestamps: genuinely variable frame rate.
+        source = tmp_path / "media" / "vfr.mp4"
+        run_ffmpeg(["-y", "-i", str(base), "-vf", "select='not(between(mod(n,30),12,17))'",
+                    "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-g", "40",
+                    "-c:a", "copy", str(source)])  # fmt: skip
+    info = probe(source)
+    if variant == "edit-list-cut":
+        assert info.edit_list and info.video.discard.any() and info.video.start == 0.0
+    if variant == "variable-frame-rate":
+        assert info.variable_frame_rate
+
+    ws, result, catalog = _fetch_and_segment(cli, tmp_path, {"ep": source}, "--segment-time", "3")
+    assert result.exit_code == 0, result.output
+    clips = catalog.clips()
+    assert len(clips) >= 3
+    frame = 1 / 29.97
+    # The clips tile the episode exactly: no gap, no overlap, the whole presented duration.
+    assert clips[0]["start_time"] == pytest.approx(info.video.start, abs=1e-6)
+    for prev, nxt in itertools.pairwise(clips):
+        assert nxt["start_time"] == pytest.approx(prev["end_time"], abs=1e-6)
+    total = sum(c["end_time"] - c["start_time"] for c in clips)
+    assert total == pytest.approx(info.video_duration, abs=frame)
+    keyframes = set(np.round(info.video.pts[info.video.keyframe] * float(info.video.time_base), 6))
+
+    src_video, src_audio = _episode_onsets(source)
+    checked = 0
+    for clip in clips:
+        path = ws / clip["path"]
+        clip_info = probe(path)
+        assert clip_info.video.keyframe[0], "a clip must start on a keyframe"
+        first_shown = round(
+            float(clip_info.video.pts[0] * clip_info.video.time_base) + clip["clip_offset"], 6
+        )
+        assert first_shown in keyframes
+        if clip["status"] != "ok":
+            continue
+        lo, hi = clip["trim_start"], clip["trim_end"]
+        times = src_times = info.video.presented_times()
+        assert clip["frame_count"] == int(((times >= lo - 1e-9) & (times < hi - 1e-9)).sum())
+        assert clip["duration"] == pytest.approx(hi - lo, abs=1e-6)
+        # Onsets inside the kept window, found in the clip file and mapped back with clip_offset,
+        # are exactly where they are in the source: video within a frame, audio within 2 ms.
+        video = [t for t in _video_onsets(path, clip["clip_offset"]) if lo <= t < hi]
+        audio = [t for t in _audio_onsets(path, clip["clip_offset"]) if lo <= t < hi]
+        for t in video:
+            assert np.abs(src_video - t).min() < frame / 2
+        for t in audio:
+            assert np.abs(src_audio - t).min() < 0.002
+        for v in video:  # and the flash and the beep still start together
+            assert np.abs(np.array(audio) - v).min() < frame
+        checked += len(video)
+    assert checked >= 3, "the kept windows must contain flash/beep onsets to compare"
+    assert src_times[0] >= 0
+
+
+def test_episode_without_audio_is_rejected_with_a_reason(tmp_path: Path, make_video, cli) -> None:
+    silent = make_video("silent.mp4", with_audio=False)
+    good = make_video("good.mp4")
+    ws, result, catalog = _fetch_and_segment(cli, tmp_path, {"silent": silent, "good": good})
+    assert result.exit_code == 0, result.output
+    rows = {r["episode_id"]: r for r in catalog.episodes()}
+    assert rows["silent"]["segment_status"] == "rejected"
+    assert "no audio stream" in rows["silent"]["segment_error"]
+    assert not catalog.clips("episode_id = 'silent'")
+    assert rows["good"]["segment_status"] == "done" and catalog.clips("episode_id = 'good'")
+    assert not (ws / "clips" / "silent").exists()
+
+
+def test_clips_past_the_end_of_the_audio_are_rejected(tmp_path: Path, make_video, cli) -> None:
+    video = make_video("video.mp4", seconds=9, gop=60)
+    short_audio = tmp_path / "media" / "short-audio.mp4"
+    run_ffmpeg(["-y", "-i", str(video), "-t", "5", "-i", str(video), "-map", "0:v", "-map", "1:a",
+                "-c", "copy", str(short_audio)])  # fmt: skip
+    _, result, catalog = _fetch_and_segment(cli, tmp_path, {"ep": short_audio})
+    assert result.exit_code == 0, result.output
+    by_index = {c["clip_index"]: c for c in catalog.clips()}
+    # Keyframes every 2 s: clips 0-4, 4-8 and 8-9 s; the audio stops at 5 s.
+    assert by_index[0]["status"] == "ok"
+    assert by_index[1]["status"] == "rejected"
+    assert (
+        by_index[1]["reason"].startswith("audio covers 4.0")
+        and "not the kept 4.250-7.750" in by_index[1]["reason"]
+    )
+    assert (by_index[2]["status"], by_index[2]["reason"]) == ("rejected", "no audio in this clip")
+
+
+def test_trim_and_too_short(tmp_path: Path, make_video, cli) -> None:
+    # Keyframes every 2 s at 30 fps: segments of 4, 4 and 1 s.
+    ep = make_video("ep.mp4", seconds=9, gop=60)
+    _, result, catalog = _fetch_and_segment(cli, tmp_path, {"ep": ep})
+    assert result.exit_code == 0, result.output
+    clips = catalog.clips()
+    assert [(c["start_time"], c["end_time"]) for c in clips] == [(0.0, 4.0), (4.0, 8.0), (8.0, 9.0)]
+    first, second, last = clips
+    assert (first["trim_start"], first["trim_end"], first["duration"]) == (0.25, 3.75, 3.5)
+    assert first["frame_count"] == second["frame_count"] == 105  # 3.5 s at 30 fps
+    assert first["segment_frame_count"] == 120
+    assert last["status"] == "too_short" and last["trim_start"] is None
+    assert (first["crop_x"], first["crop_y"], first["crop_w"], first["crop_h"]) == (127, 2, 156, 178)
+    saved = json.loads(catalog.episode("ep")["segment_config"])
+    assert saved["crop"] == "507,8,623,712@1280x720" and saved["trim"] == 0.25
+
+
+def test_crop_that_does_not_fit_fails_that_episode_only(tmp_path: Path, make_video, cli) -> None:
+    square = make_video("square.mp4", width=256, height=256)
+    wide = make_video("wide.mp4")
+    _, result, catalog = _fetch_and_segment(cli, tmp_path, {"square": square, "wide": wide})
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "square [crop]" in out and "--crop center" in out
+    rows = {r["episode_id"]: r for r in catalog.episodes()}
+    assert rows["square"]["segment_status"] == "failed" and rows["square"]["segment_error_kind"] == "crop"
+    assert rows["wide"]["segment_status"] == "done"
+    # Retrying with a crop that fits succeeds and keeps the finished episode as it was.
+    wide_clips = [tuple(c) for c in catalog.clips("episode_id = 'wide'")]
+    again = cli("segment", "-w", tmp_path / "ws", "--retry-failed", "--crop", "center")
+    assert again.exit_code == 0, again.output
+    catalog = Catalog(tmp_path / "ws" / "catalog.sqlite")
+    assert catalog.episode("square")["segment_status"] == "done"
+    assert catalog.clips("episode_id = 'square'")[0]["crop_w"] == 224
+    assert [tuple(c) for c in catalog.clips("episode_id = 'wide'")] == wide_clips
+
+
+@pytest.mark.parametrize(
+    ("spec", "size", "box"),
+    [
+        ("paper", (1280, 720), (507, 8, 623, 712)),
+        ("paper", (1920, 1080), (760, 12, 934, 1068)),
+        ("paper", (640, 360), (254, 4, 312, 356)),
+        ("center", (512, 512), (32, 0, 448, 512)),
+        ("center", (256, 512), (0, 109, 256, 293)),
+        ("none", (700, 700), (0, 0, 700, 700)),
+        ("10,20,100,200@512x512", (512, 512), (10, 20, 100, 200)),
+        ("10,20,100,200@512x512", (1024, 1024), (20, 40, 200, 400)),
+    ],
+)
+def test_resolve_crop(spec: str, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    assert resolve_crop(CropSpec.parse(spec), *size) == box
+
+
+def test_paper_box_keeps_the_output_aspect() -> None:
+    x, y, w, h = resolve_crop(CropSpec(), 1280, 720)
+    assert (x, x + w, 720 - (y + h), 720 - y) == (507, 1130, 0, 712)  # Appendix D step 3
+    assert w / h == pytest.approx(224 / 256, abs=0.001)
+
+
+@pytest.mark.parametrize(("spec", "size"), [("paper", (512, 512)), ("paper", (720, 1280))])
+def test_crop_for_another_aspect_is_refused(spec: str, size: tuple[int, int]) -> None:
+    with pytest.raises(CropError, match="another aspect ratio") as err:
+        resolve_crop(CropSpec.parse(spec), *size)
+    assert "--crop center" in err.value.hint
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "0,0,2000,10", "0,0,0,10"])
+def test_bad_crop_specs(text: str) -> None:
+    with pytest.raises(ConfigError):
+        CropSpec.parse(text)
