@@ -237,3 +237,22 @@ def test_crop_for_another_aspect_is_refused(spec: str, size: tuple[int, int]) ->
 def test_bad_crop_specs(text: str) -> None:
     with pytest.raises(ConfigError):
         CropSpec.parse(text)
+
+
+def test_kept_window_reads_exactly_the_recorded_frames_and_audio(tmp_path: Path, make_video, cli) -> None:
+    from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames
+
+    ep = make_video("ep.mp4", seconds=7, width=640, height=360, fps="30000/1001", gop=45)
+    ws, result, catalog = _fetch_and_segment(cli, tmp_path, {"ep": ep})
+    assert result.exit_code == 0, result.output
+    ok = catalog.clips("status = 'ok'")
+    assert ok
+    for clip in ok:
+        window = ClipWindow.from_row(ws, clip)
+        frames = list(kept_frames(window))
+        assert len(frames) == clip["frame_count"]
+        assert all(f.shape == (clip["crop_h"], clip["crop_w"], 3) for _, f in frames)
+        assert frames[0][0] >= clip["trim_start"] - 1e-9 and frames[-1][0] < clip["trim_end"]
+        audio, rate = kept_audio(window)
+        assert rate == 44100
+        assert len(audio) == round(clip["duration"] * rate)
