@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS episodes (
     segment_error_kind TEXT,
     segment_error   TEXT,
     segmented_at    TEXT,
-    segment_config  TEXT                       -- the SegmentConfig that made the clips, JSON
+    segment_config  TEXT,                      -- the SegmentConfig that made the clips, JSON
+    episode_index   INTEGER                    -- the model's episode embedding index (set by shard)
 );
 
 CREATE TABLE IF NOT EXISTS clips (
@@ -72,9 +73,26 @@ CREATE TABLE IF NOT EXISTS clips (
     review_note     TEXT,
     reviewer        TEXT,
     reviewed_at     TEXT,
+    mask_status     TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed
+    mask_error_kind TEXT,
+    mask_error      TEXT,
+    prepared_path   TEXT,                      -- folder with video.mp4, audio.npy, mel.npy
+    out_frames      INTEGER,                   -- frames at 30 FPS: round(duration * 30)
+    masked_frames   INTEGER,                   -- output frames with at least one painted box
+    masked_fraction REAL,                      -- mean painted share of the frame area
+    split           TEXT,                      -- train | val | test, fixed once assigned
+    shard           TEXT,                      -- the shard that holds the clip
     UNIQUE (episode_id, clip_index)
 );
-CREATE INDEX IF NOT EXISTS clips_by_episode ON clips(episode_id);
+
+CREATE TABLE IF NOT EXISTS shards (
+    name        TEXT PRIMARY KEY,              -- e.g. 'train-000003.tar'
+    split       TEXT NOT NULL,
+    samples     INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id      INTEGER PRIMARY KEY,
@@ -85,6 +103,13 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     summary     TEXT                           -- per-status counts, JSON
 );
+"""
+
+
+# Created after older workspaces got their missing columns.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS clips_by_episode ON clips(episode_id);
+CREATE UNIQUE INDEX IF NOT EXISTS episodes_by_index ON episodes(episode_index);
 """
 
 
@@ -110,9 +135,24 @@ class Catalog:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
+        self._add_missing_columns()
+        self.conn.executescript(INDEXES)
         self.conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+
+    def _add_missing_columns(self) -> None:
+        """Bring a workspace made by an older nwt up to SCHEMA: add the columns it lacks."""
+        reference = sqlite3.connect(":memory:")
+        reference.executescript(SCHEMA)
+        for (table,) in reference.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            for _, name, kind, notnull, default, _ in reference.execute(f"PRAGMA table_info({table})"):
+                if name not in have:
+                    extra = f" NOT NULL DEFAULT {default}" if notnull and default is not None else ""
+                    extra = extra or (f" DEFAULT {default}" if default is not None else "")
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{extra}")
+        reference.close()
 
     def close(self) -> None:
         self.conn.close()
@@ -205,6 +245,55 @@ class Catalog:
                 " segmented_at = ? WHERE episode_id = ?",
                 (status, kind, error, now(), episode_id),
             )
+
+    # --- mask -----------------------------------------------------------------------------------
+    def mark_prepared(self, clip_id: str, *, prepared_path: str, out_frames: int, masked_frames: int,
+                      masked_fraction: float) -> None:  # fmt: skip
+        self.conn.execute(
+            "UPDATE clips SET mask_status = 'done', mask_error_kind = NULL, mask_error = NULL,"
+            " prepared_path = ?, out_frames = ?, masked_frames = ?, masked_fraction = ? WHERE clip_id = ?",
+            (prepared_path, out_frames, masked_frames, masked_fraction, clip_id),
+        )
+
+    def mark_mask_failed(self, clip_id: str, *, kind: str, error: str) -> None:
+        self.conn.execute(
+            "UPDATE clips SET mask_status = 'failed', mask_error_kind = ?, mask_error = ? WHERE clip_id = ?",
+            (kind, error, clip_id),
+        )
+
+    # --- shard ----------------------------------------------------------------------------------
+    def assign_episode_indices(self, episode_ids: Iterable[str]) -> None:
+        """Give each episode without one the next free embedding index; existing ones never change."""
+        with self.transaction() as conn:
+            (top,) = conn.execute("SELECT COALESCE(MAX(episode_index), -1) FROM episodes").fetchone()
+            for episode_id in sorted(set(episode_ids)):
+                row = conn.execute(
+                    "SELECT episode_index FROM episodes WHERE episode_id = ?", (episode_id,)
+                ).fetchone()
+                if row is not None and row[0] is None:
+                    top += 1
+                    conn.execute(
+                        "UPDATE episodes SET episode_index = ? WHERE episode_id = ?", (top, episode_id)
+                    )
+
+    def set_splits(self, splits: dict[str, str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE clips SET split = ? WHERE clip_id = ? AND split IS NULL",
+                [(split, clip_id) for clip_id, split in splits.items()],
+            )
+
+    def record_shard(self, name: str, split: str, clip_ids: list[str], size: int, sha256: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO shards(name, split, samples, bytes, sha256, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, split, len(clip_ids), size, sha256, now()),
+            )
+            conn.executemany("UPDATE clips SET shard = ? WHERE clip_id = ?", [(name, c) for c in clip_ids])
+
+    def shards(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM shards ORDER BY split, name").fetchall()
 
     def clips(self, where: str = "1", params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return self.conn.execute(

@@ -123,6 +123,85 @@ class SegmentConfig:
             raise ConfigError(f"min_duration ({self.min_duration}) must be at least twice trim ({self.trim})")
 
 
+@dataclass(frozen=True, kw_only=True)
+class MaskConfig:
+    """`nwt-data mask`: overlay masking, 256x224 at 30 FPS, 24 kHz audio and mel (steps 6-8).
+
+    The overlay thresholds are the paper's (Appendix D step 6), in pixels of its 712-row crop; they
+    are scaled to each clip's crop height so other source sizes behave the same.
+    """
+
+    workers: int = field(default_factory=default_workers)
+    threshold: int = 185
+    """Grayscale binarisation threshold."""
+    min_area: int = 4000
+    """A box is painted when its bounding-rectangle area is above this..."""
+    max_area: int = 100_000
+    """...and below this..."""
+    min_height: int = 80
+    """...its height is above this..."""
+    left_margin: int = 20
+    """...and its top-left corner is within this many pixels of the left edge..."""
+    top_offset: int = 550
+    """...or more than this many pixels from the top."""
+    reference_height: int = 712
+    """Crop height the thresholds above are given for."""
+    gop: int = 10
+    """Keyframe interval of the stored 30 FPS video: a random window decodes at most this many extra frames."""
+    crf: int = 17
+    """x264 quality of the stored video (lower is better)."""
+    include_unreviewed: bool = True
+    """Also prepare clips nobody has reviewed yet (rejected clips are always left out)."""
+
+    def __post_init__(self) -> None:
+        _positive("workers", self.workers)
+        if not 0 <= self.threshold <= 255:
+            raise ConfigError(f"threshold must be within 0..255, not {self.threshold}")
+        if not 0 <= self.min_area < self.max_area:
+            raise ConfigError(f"need 0 <= min_area < max_area, not {self.min_area} and {self.max_area}")
+        for name in ("min_height", "left_margin", "top_offset"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+        _positive("reference_height", self.reference_height)
+        _positive("gop", self.gop)
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf must be within 0..51, not {self.crf}")
+
+
+SPLITS = ("train", "val", "test")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from `1GB`, `500MB`, `64KiB` or a plain number."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", text.lower())
+    if not match:
+        raise ConfigError(f"cannot read size {text!r}", hint="use e.g. 1GB, 500MB or a number of bytes")
+    unit = (match[2] or "").rstrip("b")
+    base = 1024 if unit.endswith("i") else 1000
+    power = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit.rstrip("i")]
+    return int(float(match[1]) * base**power)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardConfig:
+    """`nwt-data shard`: episode-stratified splits and WebDataset tar shards (steps 9-10)."""
+
+    seed: int = 0
+    """Seed of the split: the same seed always gives the same split."""
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    shard_size: int = 1_000_000_000
+    """A shard is closed before it grows past this many bytes."""
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 0.5:
+                raise ConfigError(f"{name} must be within [0, 0.5), not {getattr(self, name)}")
+        _positive("shard_size", self.shard_size)
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, not {value}")
@@ -149,6 +228,8 @@ def build(cls: type, section: str, file_values: dict[str, Any], overrides: dict[
     values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
     if isinstance(values.get("crop"), str):
         values["crop"] = CropSpec.parse(values["crop"])
+    if "shard_size" in values:
+        values["shard_size"] = parse_size(values["shard_size"])
     try:
         return cls(**values)
     except TypeError as err:  # a wrongly typed value from the TOML file

@@ -5,6 +5,8 @@ WORKSPACE/
   catalog.sqlite      the single truth about what is done (see catalog.py)
   episodes/ID.mp4     downloaded or copied sources
   clips/ID/ID_00000.mp4  keyframe-aligned stream-copied clips
+  prepared/ID/ID_00000/  masked 256x224 30 FPS video.mp4, audio.npy (24 kHz), mel.npy
+  shards/             WebDataset tar shards per split, and dataset.json
   tmp/                work in progress; never read as a result
   locks/              one lock per stage, so two runs of a stage cannot collide
 """
@@ -63,6 +65,8 @@ class Workspace:
         self.catalog_path = root / CATALOG_NAME
         self.episodes_dir = root / "episodes"
         self.clips_dir = root / "clips"
+        self.prepared_dir = root / "prepared"
+        self.shards_dir = root / "shards"
         self.tmp_dir = root / "tmp"
         self.locks_dir = root / "locks"
 
@@ -77,7 +81,8 @@ class Workspace:
             )
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"workspace path {root} is a file, not a folder")
-        for folder in (root, ws.episodes_dir, ws.clips_dir, ws.tmp_dir, ws.locks_dir):
+        for folder in (root, ws.episodes_dir, ws.clips_dir, ws.prepared_dir, ws.shards_dir, ws.tmp_dir,
+                       ws.locks_dir):  # fmt: skip
             folder.mkdir(parents=True, exist_ok=True)
         if not ws.config_path.exists():
             write_atomic(ws.config_path, tomli_w.dumps(_DEFAULT_FILE).encode())
@@ -152,4 +157,6 @@ def replace_dir(src: Path, dst: Path) -> None:
 _DEFAULT_FILE: dict[str, Any] = {
     "fetch": {"max_height": 720, "retries": 3},
     "segment": {"segment_time": 4.0, "trim": 0.25, "min_duration": 2.0, "crop": "paper"},
+    "mask": {"threshold": 185, "min_area": 4000, "max_area": 100000, "min_height": 80},
+    "shard": {"seed": 0},
 }

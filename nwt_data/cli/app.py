@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nwt_data.cli import demo, fetch, segment, status
+from nwt_data.cli import demo, fetch, mask, segment, shard, status
 
 app = typer.Typer(
     name="nwt-data",
@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 app.command("fetch")(fetch.fetch)
 app.command("segment")(segment.segment)
+app.command("mask")(mask.mask)
+app.command("shard")(shard.shard)
 app.command("status")(status.status)
 app.command("demo")(demo.demo)
 

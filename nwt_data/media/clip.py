@@ -58,8 +58,48 @@ def kept_frames(window: ClipWindow) -> Iterator[tuple[float, np.ndarray]]:
                 yield t, frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
 
 
+def held_frames(window: ClipWindow, times: np.ndarray) -> Iterator[tuple[int, np.ndarray, bool]]:
+    """For each episode time in `times` (ascending), the cropped RGB frame on screen at that time.
+
+    Yields (index, frame, new): `new` is False when the same source frame is shown again, so a caller
+    can reuse its work. This is sample-and-hold frame-rate conversion: output frame i shows the last
+    source frame whose timestamp is <= times[i]; it never drifts, whatever the source's frame rate.
+    """
+    import av
+
+    x, y, w, h = window.crop
+    eps = 1e-6
+    with av.open(str(window.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        decoded = ((f.time + window.clip_offset, f) for f in container.decode(stream) if f.time is not None)
+        current = next(decoded, None)
+        if current is None:
+            raise ValueError(f"{window.path.name}: no decodable video frames")
+        upcoming = next(decoded, None)
+        shown: np.ndarray | None = None
+        for i, t in enumerate(times):
+            new = shown is None
+            while upcoming is not None and upcoming[0] <= t + eps:
+                current, upcoming = upcoming, next(decoded, None)
+                new = True
+            if new:
+                shown = current[1].to_ndarray(format="rgb24")[y : y + h, x : x + w]
+            assert shown is not None
+            yield i, shown, new
+
+
 def kept_audio(window: ClipWindow) -> tuple[np.ndarray, int]:
     """The kept window's audio as mono float32 at the file's sample rate, sample-exact."""
+    return audio_span(window, window.trim_start, window.trim_end - window.trim_start)
+
+
+def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.02) -> tuple[np.ndarray, int]:
+    """Mono float32 audio for episode times [start, start + seconds) at the file's rate.
+
+    Up to `pad` seconds missing at the end (a 30 FPS frame grid can reach 1/60 s past the kept
+    window) are filled with silence; more than that is an error.
+    """
     import av
 
     with av.open(str(window.path)) as container:
@@ -76,10 +116,13 @@ def kept_audio(window: ClipWindow) -> tuple[np.ndarray, int]:
                 frame.to_ndarray().astype(np.float32).reshape(len(frame.layout.channels), -1).mean(0)
             )
     if first is None:
-        return np.zeros(0, np.float32), rate
+        raise ValueError(f"{window.path.name}: no decodable audio")
     samples = np.concatenate(chunks)
-    begin = round((window.trim_start - first) * rate)
-    count = round((window.trim_end - window.trim_start) * rate)
-    if begin < 0 or begin + count > len(samples):
-        raise ValueError(f"{window.path.name}: audio does not cover the kept window")
+    begin = round((start - first) * rate)
+    count = round(seconds * rate)
+    missing = begin + count - len(samples)
+    if begin < 0 or missing > pad * rate:
+        raise ValueError(f"{window.path.name}: audio does not cover {start:.3f}-{start + seconds:.3f} s")
+    if missing > 0:
+        samples = np.concatenate([samples, np.zeros(missing, np.float32)])
     return samples[begin : begin + count], rate

@@ -1,0 +1,41 @@
+"""`nwt-data shard`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nwt_data import config as cfg
+from nwt_data.catalog import Catalog
+from nwt_data.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, console, handle_errors, print_report
+from nwt_data.stages.shard import run_shard
+from nwt_data.workspace import Workspace
+
+
+@handle_errors
+def shard(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    shard_size: Annotated[
+        str | None, typer.Option(help="Roll over to a new shard at this size [default: 1GB].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the train/val/test split [default: 0].")] = None,
+) -> None:
+    """Split prepared clips 90/5/5 inside every episode and pack them into WebDataset shards.
+
+    Writes WORKSPACE/shards/{train,val,test}-NNNNNN.tar and dataset.json (episode-to-index map,
+    every shard with its sample count and sha256, the video and mel parameters). Incremental:
+    finished shards are never rewritten, and a clip's split never changes.
+
+    [bold]Example:[/] nwt-data shard --workspace lwt --shard-size 1GB
+    """
+    ws = Workspace.open(workspace, create=False)
+    config = cfg.build(
+        cfg.ShardConfig, "shard", ws.config_table("shard"), {"shard_size": shard_size, "seed": seed}
+    )
+    catalog = Catalog(ws.catalog_path)
+    run_id = catalog.start_run("shard", cfg.to_dict(config))
+    report = run_shard(ws, catalog, config, console)
+    catalog.finish_run(run_id, report.counts)
+    print_report(report)
+    console.print(f"dataset: {ws.shards_dir / 'dataset.json'}")

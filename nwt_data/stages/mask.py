@@ -1,0 +1,211 @@
+"""`nwt-data mask`: Appendix D steps 6-8 in one decode pass per clip.
+
+For every kept clip: decode once, crop (recorded by segment), paint on-screen overlays white (the
+paper's OpenCV heuristic), scale to 256 rows x 224 columns, convert to exactly 30 FPS by sample and
+hold on the episode timeline, encode once (H.264, short GOP for random windows), and cut the same
+window's audio to 24 kHz mono with its mel spectrogram. Outputs go to `prepared/EP/CLIP/`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from nwt_data.audio import SAMPLES_PER_FRAME, VIDEO_FPS, mel_frames_for, mel_spectrogram, to_model_rate
+from nwt_data.catalog import Catalog
+from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig
+from nwt_data.errors import MediaError, NwtError
+from nwt_data.media.clip import ClipWindow, audio_span, held_frames
+from nwt_data.runner import Outcome, run_parallel
+from nwt_data.stages import StageReport
+from nwt_data.workspace import Workspace, replace_dir
+
+
+# --- the overlay heuristic (pure) ------------------------------------------------------------
+@dataclass(frozen=True)
+class OverlayRule:
+    """Step 6's thresholds in pixels of one crop size."""
+
+    threshold: int
+    min_area: float
+    max_area: float
+    min_height: float
+    left_margin: float
+    top_offset: float
+
+    @classmethod
+    def for_crop(cls, config: MaskConfig, crop_height: int) -> OverlayRule:
+        s = crop_height / config.reference_height
+        return cls(
+            threshold=config.threshold,
+            min_area=config.min_area * s * s,
+            max_area=config.max_area * s * s,
+            min_height=config.min_height * s,
+            left_margin=config.left_margin * s,
+            top_offset=config.top_offset * s,
+        )
+
+
+def overlay_boxes(rgb: np.ndarray, rule: OverlayRule) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x, y, w, h) of the bright regions step 6 treats as overlays."""
+    import cv2
+
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    _, binary = cv2.threshold(gray, rule.threshold, 255, cv2.THRESH_BINARY)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if (
+            rule.min_area < w * h < rule.max_area
+            and h > rule.min_height
+            and (x <= rule.left_margin or y > rule.top_offset)
+        ):
+            boxes.append((x, y, w, h))
+    return boxes
+
+
+def paint_boxes(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> float:
+    """Paint `boxes` white in place; return the painted share of the frame."""
+    if not boxes:
+        return 0.0
+    painted = np.zeros(rgb.shape[:2], dtype=bool)
+    for x, y, w, h in boxes:
+        painted[y : y + h, x : x + w] = True
+    rgb[painted] = 255
+    return float(painted.mean())
+
+
+def output_times(trim_start: float, duration: float) -> np.ndarray:
+    """Episode times of the 30 FPS output frames: round(duration * 30) of them from trim_start."""
+    n = round(duration * VIDEO_FPS)
+    return trim_start + np.arange(n) / VIDEO_FPS
+
+
+# --- per-clip work ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    prepared_path: str
+    out_frames: int
+    masked_frames: int
+    masked_fraction: float
+
+
+def _open_encoder(path: Path, config: MaskConfig) -> tuple[Any, Any]:
+    import av
+
+    container = av.open(str(path), "w", options={"movflags": "+faststart"})
+    stream = container.add_stream("libx264", rate=VIDEO_FPS)
+    stream.width, stream.height = OUTPUT_WIDTH, OUTPUT_HEIGHT
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = Fraction(1, VIDEO_FPS)
+    stream.codec_context.gop_size = config.gop
+    stream.options = {
+        "crf": str(config.crf),
+        "preset": "veryfast",
+        "x264-params": f"keyint={config.gop}:min-keyint={config.gop}:scenecut=0:bframes=0",
+    }
+    return container, stream
+
+
+def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
+    import av
+    import cv2
+
+    window = ClipWindow.from_row(ws.root, row)
+    if not window.path.is_file():
+        raise MediaError(f"clip file {row['path']} is missing", hint="run `nwt-data segment --retry-failed`")
+    times = output_times(window.trim_start, row["duration"])
+    n = len(times)
+    rule = OverlayRule.for_crop(config, window.crop[3])
+    work = ws.new_temp_dir(f"mask-{row['clip_id']}")
+    try:
+        container, stream = _open_encoder(work / "video.mp4", config)
+        masked_frames, painted_total, painted = 0, 0.0, 0.0
+        scaled: np.ndarray | None = None
+        with container:
+            try:
+                for i, frame, new in held_frames(window, times):
+                    if new:
+                        rgb = np.ascontiguousarray(frame)
+                        painted = paint_boxes(rgb, overlay_boxes(rgb, rule))
+                        scaled = cv2.resize(rgb, (OUTPUT_WIDTH, OUTPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+                    masked_frames += painted > 0
+                    painted_total += painted
+                    video_frame = av.VideoFrame.from_ndarray(scaled, format="rgb24")
+                    video_frame.pts = i
+                    container.mux(stream.encode(video_frame))
+                container.mux(stream.encode(None))
+            except (av.FFmpegError, ValueError) as err:
+                raise MediaError(
+                    f"cannot decode {row['path']}: {err}", hint="the clip file may be damaged"
+                ) from err
+        try:
+            audio, rate = audio_span(window, window.trim_start, n / VIDEO_FPS)
+        except (av.FFmpegError, ValueError) as err:
+            raise MediaError(f"cannot read the audio of {row['path']}: {err}") from err
+        audio24 = to_model_rate(audio, rate, n * SAMPLES_PER_FRAME)
+        mel = mel_spectrogram(audio24)
+        assert mel.shape[1] == mel_frames_for(n), (mel.shape, n)
+        pcm = np.clip(np.round(audio24 * 32767.0), -32768, 32767).astype(np.int16)
+        np.save(work / "audio.npy", pcm)
+        np.save(work / "mel.npy", mel)
+        (work / "stats.json").write_text(json.dumps({"frames": n, "masked_frames": int(masked_frames)}))
+        final = ws.prepared_dir / row["episode_id"] / row["clip_id"]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(work, final)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return Prepared(ws.relative(final), n, int(masked_frames), round(painted_total / max(n, 1), 6))
+
+
+# --- the stage ---------------------------------------------------------------------------------
+def select_clips(catalog: Catalog, config: MaskConfig, retry_failed: bool) -> list[Any]:
+    reviewed = "review = 'accepted'" + (" OR review IS NULL" if config.include_unreviewed else "")
+    statuses = "('pending', 'failed')" if retry_failed else "('pending')"
+    return catalog.clips(f"status = 'ok' AND ({reviewed}) AND mask_status IN {statuses}")
+
+
+def run_mask(ws: Workspace, catalog: Catalog, config: MaskConfig, console: Console, *,
+             retry_failed: bool = False) -> StageReport:  # fmt: skip
+    report = StageReport("mask")
+    rows = select_clips(catalog, config, retry_failed)
+    report.add("already prepared", len(catalog.clips("mask_status = 'done'")))
+    if not retry_failed:
+        for row in catalog.clips("mask_status = 'failed'"):
+            report.failures.append((row["clip_id"], row["mask_error_kind"],
+                                    f"{row['mask_error']} (run with --retry-failed)"))  # fmt: skip
+
+    def on_done(outcome: Outcome[Prepared]) -> None:
+        if outcome.ok and outcome.value is not None:
+            p = outcome.value
+            catalog.mark_prepared(outcome.key, prepared_path=p.prepared_path, out_frames=p.out_frames,
+                                  masked_frames=p.masked_frames, masked_fraction=p.masked_fraction)  # fmt: skip
+            report.add("clips prepared")
+            report.add("clips with a masked overlay", p.masked_frames > 0)
+        else:
+            err = outcome.error
+            assert isinstance(err, NwtError)
+            catalog.mark_mask_failed(outcome.key, kind=err.kind, error=err.one_line())
+            report.add("clips failed")
+            report.failures.append((outcome.key, err.kind, err.one_line()))
+
+    with ws.stage_lock("mask"):
+        ws.clear_temp("mask")
+        run_parallel(
+            [(r["clip_id"], r) for r in rows],
+            lambda row: prepare_clip(ws, row, config),
+            on_done,
+            workers=config.workers,
+            label="mask",
+            console=console,
+        )
+    return report
