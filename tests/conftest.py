@@ -31,11 +31,13 @@ def make_video(tmp_path: Path) -> Callable[..., Path]:
         with_audio: bool = True,
         folder: Path | None = None,
         extra_video_filter: str = "",
+        source: str = "testsrc2",
     ) -> Path:
         out = (folder or tmp_path / "media") / name
         out.parent.mkdir(parents=True, exist_ok=True)
         run_ffmpeg(lavfi_demo_args(out, seconds=seconds, width=width, height=height, fps=fps, gop=gop,
-                                   with_audio=with_audio, extra_video_filter=extra_video_filter))  # fmt: skip
+                                   with_audio=with_audio, extra_video_filter=extra_video_filter,
+                                   source=source))  # fmt: skip
         return out
 
     return make

@@ -92,13 +92,16 @@ def lavfi_demo_args(
     gop: int,
     with_audio: bool = True,
     extra_video_filter: str = "",
+    source: str = "testsrc2",
 ) -> list[str]:
     """A synthetic talking-head stand-in: test pattern video, a tone that beeps once a second.
 
     Used by `nwt-data demo`, the tests and the benchmarks; everything is generated, nothing is
     downloaded.
     """
-    video = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
+    # `source` is a lavfi video source with its own options, e.g. "testsrc2" or "color=c=0x303030".
+    sep = ":" if "=" in source else "="
+    video = f"{source}{sep}size={width}x{height}:rate={fps}:duration={seconds}"
     if extra_video_filter:
         video += f",{extra_video_filter}"
     args = ["-y", "-f", "lavfi", "-i", video]

@@ -157,10 +157,10 @@ def probe(path: Path) -> MediaInfo:
                 rows[packet.stream.index].append(row)
         except av.FFmpegError as err:
             raise MediaError(f"damaged or truncated media: {_av_reason(err)}") from err
-        video = _packets(rows[vstream.index], vstream.time_base)
+        video = _packets(rows[vstream.index], vstream.time_base, _declared_end(vstream))
         if video.presented_count == 0:
             raise MediaError("the video stream has no frames")
-        audio = _packets(rows[astream.index], astream.time_base) if astream is not None else None
+        audio = _packets(rows[astream.index], astream.time_base, None) if astream is not None else None
         codec = vstream.codec_context
         return MediaInfo(
             path=path,
@@ -180,7 +180,13 @@ def probe(path: Path) -> MediaInfo:
         )
 
 
-def _packets(rows: list[tuple[int, int, bool, bool]], time_base: Any) -> Packets:
+def _declared_end(stream: Any) -> int | None:
+    if stream.duration is None or stream.start_time is None or stream.duration <= 0:
+        return None
+    return int(stream.start_time + stream.duration)
+
+
+def _packets(rows: list[tuple[int, int, bool, bool]], time_base: Any, declared_end: int | None) -> Packets:
     arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
     duration = arr[:, 1].copy()
     if len(arr) > 1:
@@ -188,6 +194,11 @@ def _packets(rows: list[tuple[int, int, bool, bool]], time_base: Any) -> Packets
         order = np.sort(arr[:, 0])
         step = int(np.median(np.diff(order))) if len(order) > 1 else 0
         duration[duration <= 0] = step
+    if declared_end is not None and len(arr):
+        # The last frame's stored duration can run past where the edit list ends the stream.
+        last = int(np.argmax(np.where(arr[:, 3] == 0, arr[:, 0], np.iinfo(np.int64).min)))
+        if arr[last, 0] < declared_end < arr[last, 0] + duration[last]:
+            duration[last] = declared_end - arr[last, 0]
     return Packets(
         time_base=Fraction(time_base),
         pts=arr[:, 0].copy(),

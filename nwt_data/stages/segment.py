@@ -145,8 +145,11 @@ def _lands_on(clip_audio: Packets, offset: float, src_audio: Packets | None, src
     assert src_audio is not None
     ticks = np.rint((clip_audio.pts * float(clip_audio.time_base) + offset) / float(src_audio.time_base))
     ticks = ticks.astype(np.int64)
-    found = np.isin(ticks, src_ticks) | np.isin(ticks - 1, src_ticks) | np.isin(ticks + 1, src_ticks)
-    return bool(found.all())
+    # src_ticks is sorted: compare each tick with its neighbours there (O(n log n), not a scan).
+    right = np.clip(np.searchsorted(src_ticks, ticks), 0, len(src_ticks) - 1)
+    left = np.clip(right - 1, 0, len(src_ticks) - 1)
+    near = np.minimum(np.abs(src_ticks[right] - ticks), np.abs(src_ticks[left] - ticks))
+    return bool((near <= 1).all())
 
 
 def clip_rows(episode_id: str, timings: list[ClipTiming], source: MediaInfo, config: SegmentConfig,
