@@ -1,0 +1,167 @@
+"""Stream nwt-data shards into training: random 30-frame (dVAE) or 32-frame + mel (prior) windows.
+
+Each sample of a shard holds one clip: `mp4` (H.264, 256x224, 30 FPS, short GOP), `mel.npy`
+(80 x 4N+1 power mel), `audio.npy` (int16, 24 kHz, N*800 samples) and `json` metadata. A window of T
+frames starting at frame s takes video frames s..s+T-1 and mel frames 4s..4(s+T)-1 (the alignment
+contract in the README). Pixels are scaled to [-1, 1] with x / 127.5 - 1 (Appendix D step 9).
+
+Training streams resample shards with replacement and stop each worker after a fixed number of
+samples, so every rank and worker yields the same count and torchrun never hangs on uneven shards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+MEL_PER_FRAME = 4
+
+
+class DatasetMismatch(ValueError):
+    """The shards on disk were made with parameters the trainer does not expect."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    description: dict[str, Any]
+
+    @classmethod
+    def open(cls, root: str | Path, *, expect: dict[str, Any] | None = None) -> Dataset:
+        """Read `dataset.json`; refuse data whose video/mel parameters differ from `expect`."""
+        root = Path(root)
+        path = root / "dataset.json" if root.is_dir() else root
+        if not path.is_file():
+            raise FileNotFoundError(f"no dataset.json at {root}: run `nwt-data shard` first")
+        description = json.loads(path.read_text())
+        for section, wanted in (expect or {}).items():
+            have = description.get(section, {})
+            wrong = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
+            if wrong:
+                details = ", ".join(f"{section}.{k}={h!r} (want {w!r})" for k, (h, w) in wrong.items())
+                raise DatasetMismatch(f"{path} does not match the config: {details}")
+        return cls(path.parent, description)
+
+    def shard_urls(self, split: str) -> list[str]:
+        return [str(self.root / s["name"]) for s in self.description["shards"] if s["split"] == split]
+
+    def num_samples(self, split: str) -> int:
+        return int(self.description["samples"].get(split, 0))
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.description["episodes"])
+
+
+def decode_video_window(data: bytes, start: int, frames: int) -> np.ndarray:
+    """Frames start..start+frames-1 of an MP4 as uint8 (frames, H, W, 3), seeking to the keyframe."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        to_pts = 1 / (30 * stream.time_base)  # frame index -> stream ticks
+        if start > 0:
+            container.seek(int(round(start * to_pts)), stream=stream, backward=True)
+        out: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            index = round(frame.pts / to_pts)
+            if index < start:
+                continue
+            out.append(frame.to_ndarray(format="rgb24"))
+            if len(out) == frames:
+                break
+    if len(out) != frames:
+        raise ValueError(f"window {start}+{frames} is past the clip's end")
+    return np.stack(out)
+
+
+def to_unit_range(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (T, 3, H, W) in [-1, 1]: x / 127.5 - 1."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def clip_window(sample: dict[str, Any], frames: int, with_mel: bool, rng: random.Random) -> dict[str, Any]:
+    """One random window of a raw webdataset sample (bytes values)."""
+    meta = json.loads(sample["json"])
+    n = int(meta["frames"])
+    if n < frames:
+        raise ValueError(f"clip {meta['key']} has {n} frames, fewer than the window's {frames}")
+    start = rng.randint(0, n - frames)
+    out = {
+        "key": meta["key"],
+        "start": start,
+        "episode": int(meta["episode_index"]),
+        "video": to_unit_range(decode_video_window(sample["mp4"], start, frames)),
+    }
+    if with_mel:
+        mel = np.load(io.BytesIO(sample["mel.npy"]))
+        out["mel"] = torch.from_numpy(mel[:, MEL_PER_FRAME * start : MEL_PER_FRAME * (start + frames)].copy())
+    return out
+
+
+def clip_windows(
+    dataset: Dataset,
+    split: str = "train",
+    *,
+    frames: int = 30,
+    with_mel: bool = False,
+    samples_per_worker: int | None = None,
+    seed: int = 0,
+    shuffle_buffer: int = 64,
+) -> Any:
+    """A webdataset pipeline of random windows.
+
+    `samples_per_worker=None`: one ordered pass over the split's shards, shards divided between
+    nodes and workers (evaluation). Otherwise shards are resampled with replacement and each worker
+    yields exactly that many windows (training; same count on every rank).
+    """
+    import webdataset as wds
+
+    urls = dataset.shard_urls(split)
+    if not urls:
+        raise ValueError(f"split {split!r} has no shards in {dataset.root}")
+    rng = random.Random(seed)
+    window = _WindowStage(frames, with_mel, seed)
+    if samples_per_worker is None:
+        stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
+    else:
+        stages = [wds.ResampledShards(urls, seed=rng.randrange(2**31), deterministic=True)]
+    stages += [
+        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        wds.shuffle(shuffle_buffer, rng=random.Random(seed)) if shuffle_buffer else _identity,
+        window,
+    ]
+    pipeline = wds.DataPipeline(*stages)
+    if samples_per_worker is not None:
+        pipeline = pipeline.with_epoch(samples_per_worker)
+    return pipeline
+
+
+def _identity(source: Iterator[Any]) -> Iterator[Any]:
+    yield from source
+
+
+class _WindowStage:
+    """A pipeline stage that turns samples into windows, skipping (and counting) bad ones."""
+
+    def __init__(self, frames: int, with_mel: bool, seed: int) -> None:
+        self.frames, self.with_mel, self.seed = frames, with_mel, seed
+
+    def __call__(self, source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        for sample in source:
+            try:
+                yield clip_window(sample, self.frames, self.with_mel, rng)
+            except (ValueError, KeyError) as err:
+                import warnings
+
+                warnings.warn(f"skipping sample {sample.get('__key__')}: {err}", stacklevel=2)

@@ -1,0 +1,170 @@
+"""`nwt-data mask` and `nwt-data shard`, and the trainer's loader, end to end on generated media."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import webdataset as wds
+
+from nwt_data.audio import MEL_PARAMS
+from nwt_data.catalog import Catalog
+from nwt_data.stages.shard import assign_splits
+from nwt_train.data import Dataset, DatasetMismatch, clip_windows, decode_video_window
+
+# A dark studio, a mid-grey "subject" that brightens (but stays under the 185 threshold) while the
+# tone beeps, and a side overlay at the crop's left edge: a white frame around dark content, which
+# step 6 must paint entirely white.
+STUDIO = ",".join(
+    [
+        "drawbox=x=700:y=200:w=240:h=400:color=0x808080:t=fill",
+        "drawbox=x=700:y=200:w=240:h=400:color=0xA8A8A8:t=fill:enable='lt(mod(t,1),0.2)'",
+        "drawbox=x=507:y=150:w=110:h=300:color=white:t=fill",
+        "drawbox=x=527:y=200:w=70:h=200:color=black:t=fill",
+    ]
+)
+# Where those land in the 256x224 output (the crop 507,8,623,712 scaled by 224/623 = 256/712).
+SCALE = 224 / 623
+OVERLAY_INSIDE = (
+    slice(int((200 - 8) * SCALE) + 3, int((400 - 8) * SCALE) - 3),
+    slice(int(20 * SCALE) + 2, int(90 * SCALE) - 2),
+)
+SUBJECT = (
+    slice(int((200 - 8) * SCALE) + 4, int((600 - 8) * SCALE) - 4),
+    slice(int(193 * SCALE) + 4, int(433 * SCALE) - 4),
+)
+BACKGROUND = (slice(230, 250), slice(180, 220))
+
+
+def _run(cli, *args) -> None:
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+
+
+def _onsets(levels: np.ndarray, threshold: float) -> np.ndarray:
+    high = levels > threshold
+    return np.flatnonzero(high[1:] & ~high[:-1]) + 1
+
+
+@pytest.fixture
+def studio_workspace(tmp_path: Path, make_video, media_server, cli) -> Path:
+    folder, base = media_server
+    make_video("studio.mp4", folder=folder, seconds=12, width=1280, height=720, fps="30000/1001", gop=60,
+               source="color=c=0x303030", extra_video_filter=STUDIO)  # fmt: skip
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\nstudio,{base}/studio.mp4\n")
+    ws = tmp_path / "ws"
+    _run(cli, "fetch", manifest, "-w", ws)
+    _run(cli, "segment", "-w", ws)
+    _run(cli, "mask", "-w", ws)
+    _run(cli, "shard", "-w", ws, "--shard-size", "1MB")
+    return ws
+
+
+def test_mask_and_shard_end_to_end(studio_workspace: Path) -> None:
+    ws = studio_workspace
+    catalog = Catalog(ws / "catalog.sqlite")
+    clips = catalog.clips("status = 'ok'")
+    assert len(clips) >= 2
+    dataset = json.loads((ws / "shards" / "dataset.json").read_text())
+    assert dataset["episodes"] == {"studio": 0}
+    assert dataset["video"]["fps"] == 30 and (dataset["video"]["height"], dataset["video"]["width"]) == (
+        256,
+        224,
+    )
+    assert dataset["mel"]["hop_length"] == 200 and dataset["mel"]["n_mels"] == 80
+    assert sum(dataset["samples"].values()) == len(clips)
+    for shard in dataset["shards"]:
+        path = ws / "shards" / shard["name"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == shard["sha256"]
+        with tarfile.open(path) as tar:  # plain `tar` can read it
+            assert len(tar.getnames()) == 4 * shard["samples"]
+
+    urls = [str(ws / "shards" / s["name"]) for s in dataset["shards"]]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode())
+    assert len(samples) == len(clips)
+    by_key = {c["clip_id"]: c for c in clips}
+    for sample in samples:
+        meta = sample["json"]
+        clip = by_key[sample["__key__"]]
+        assert "." not in sample["__key__"]
+        n = meta["frames"]
+        assert n == round(clip["duration"] * 30) == clip["out_frames"]
+        # The alignment contract: N frames, N * 800 samples at 24 kHz, 4N + 1 mel frames.
+        assert sample["audio.npy"].shape == (n * 800,) and sample["audio.npy"].dtype == np.int16
+        assert sample["mel.npy"].shape == (80, 4 * n + 1)
+        with av.open(io.BytesIO(sample["mp4"])) as container:
+            stream = container.streams.video[0]
+            assert stream.average_rate == 30
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        assert frames.shape == (n, 256, 224, 3)
+        # The overlay's dark inside is painted white; the subject and the studio are untouched.
+        assert frames[(slice(None), *OVERLAY_INSIDE)].min() > 235
+        subject = frames[(slice(None), *SUBJECT)].mean(axis=(1, 2, 3))
+        assert np.all((subject > 120) & (subject < 180))
+        assert abs(frames[(slice(None), *BACKGROUND)].mean() - 0x30) < 6
+        assert meta["masked_frames"] == n and 0.03 < meta["masked_fraction"] < 0.12
+        # No drift: the subject brightens on the frame where the beep starts, in every second.
+        flashes = _onsets(subject, 150)
+        audio = np.abs(sample["audio.npy"].astype(np.float32) / 32768)
+        beeps = _onsets(np.convolve(audio, np.ones(40) / 40, mode="same"), 0.1) / 800
+        assert len(flashes) >= 2 and len(flashes) == len(beeps)
+        assert np.abs(flashes - beeps).max() <= 1.0  # within one frame
+        # The mel is the same function of the same audio, aligned frame for frame.
+        energy = sample["mel.npy"].sum(axis=0)
+        mel_beeps = _onsets(energy, energy.max() / 10) / 4
+        assert np.abs(mel_beeps - beeps).max() <= 1.0
+
+
+def test_loader_windows_and_parameter_check(studio_workspace: Path) -> None:
+    dataset = Dataset.open(studio_workspace / "shards", expect={"video": {"fps": 30, "height": 256}})
+    windows = list(clip_windows(dataset, "train", frames=32, with_mel=True, samples_per_worker=6, seed=1))
+    assert len(windows) == 6
+    for w in windows:
+        assert w["video"].shape == (32, 3, 256, 224)
+        assert -1.0 <= w["video"].min() and w["video"].max() <= 1.0
+        assert w["mel"].shape == (80, 128)
+        assert w["episode"] == 0
+    # The same window decoded straight from the shard's bytes (x / 127.5 - 1).
+    first = windows[0]
+    sample = next(
+        s
+        for s in wds.WebDataset(dataset.shard_urls("train"), shardshuffle=False)
+        if s["__key__"] == first["key"]
+    )
+    direct = decode_video_window(sample["mp4"], first["start"], 32).astype(np.float32) / 127.5 - 1
+    assert np.allclose(first["video"].permute(0, 2, 3, 1).numpy(), direct)
+    mel = np.load(io.BytesIO(sample["mel.npy"]))
+    assert np.array_equal(first["mel"].numpy(), mel[:, 4 * first["start"] : 4 * first["start"] + 128])
+    with pytest.raises(DatasetMismatch, match="mel.hop_length"):
+        Dataset.open(studio_workspace / "shards", expect={"mel": {**MEL_PARAMS, "hop_length": 256}})
+
+
+@pytest.mark.parametrize("n", [1, 5, 19, 20, 21, 37, 100, 251])
+def test_split_is_stratified_and_within_one_clip(n: int) -> None:
+    clips = {f"ep_{i:05d}": None for i in range(n)}
+    splits = assign_splits(clips, seed=7, val=0.05, test=0.05)
+    counts = {s: list(splits.values()).count(s) for s in ("train", "val", "test")}
+    assert sum(counts.values()) == n
+    for split, fraction in (("val", 0.05), ("test", 0.05), ("train", 0.9)):
+        assert abs(counts[split] - n * fraction) <= 1, (n, counts)
+    if n >= 20:
+        assert counts["val"] >= 1 and counts["test"] >= 1
+    assert assign_splits(clips, seed=7, val=0.05, test=0.05) == splits  # deterministic
+    assert assign_splits(clips, seed=8, val=0.05, test=0.05) != splits or n < 20
+
+
+def test_existing_splits_never_move() -> None:
+    clips = {f"ep_{i:05d}": None for i in range(40)}
+    first = assign_splits(clips, seed=0, val=0.05, test=0.05)
+    grown = {**first, **{f"ep_{i:05d}": None for i in range(40, 60)}}
+    more = assign_splits(grown, seed=0, val=0.05, test=0.05)
+    assert set(more) == {f"ep_{i:05d}" for i in range(40, 60)}
+    final = {**first, **more}
+    assert [list(final.values()).count(s) for s in ("val", "test")] == [3, 3]
