@@ -168,3 +168,93 @@ def test_existing_splits_never_move() -> None:
     assert set(more) == {f"ep_{i:05d}" for i in range(40, 60)}
     final = {**first, **more}
     assert [list(final.values()).count(s) for s in ("val", "test")] == [3, 3]
+
+
+def _pipeline(cli, tmp_path: Path, ws: Path, files: dict[str, Path]) -> None:
+    manifest = tmp_path / f"m-{len(list(tmp_path.glob('m-*.csv')))}.csv"
+    manifest.write_text("episode_id,url\n" + "".join(f"{k},{v}\n" for k, v in files.items()))
+    _run(cli, "fetch", manifest, "-w", ws)
+    _run(cli, "segment", "-w", ws, "--segment-time", "2.5")
+    _run(cli, "mask", "-w", ws)
+    _run(cli, "shard", "-w", ws, "--shard-size", "600KB")
+
+
+def test_adding_an_episode_adds_shards_and_moves_nothing(tmp_path: Path, make_video, cli) -> None:
+    ws = tmp_path / "ws"
+    # Keyframes every 2.5 s: 20 clips of 2.5 s (21 with the tail), enough for all three splits.
+    first = make_video("a.mp4", seconds=52.6, fps="30", gop=75, width=320, height=180)
+    _pipeline(cli, tmp_path, ws, {"ep-a": first})
+    catalog = Catalog(ws / "catalog.sqlite")
+    before = {c["clip_id"]: (c["split"], c["shard"]) for c in catalog.clips("shard IS NOT NULL")}
+    assert len(before) >= 20
+    assert {split for split, _ in before.values()} == {"train", "val", "test"}
+    shard_hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ws / "shards").glob("*.tar")}
+    assert len(shard_hashes) >= 3
+
+    second = make_video("b.mp4", seconds=11, fps="30000/1001", gop=75, width=320, height=180)
+    _pipeline(cli, tmp_path, ws, {"ep-b": second})
+    catalog = Catalog(ws / "catalog.sqlite")
+    after = {c["clip_id"]: (c["split"], c["shard"]) for c in catalog.clips("shard IS NOT NULL")}
+    assert {k: after[k] for k in before} == before  # same split, same shard
+    for name, digest in shard_hashes.items():  # finished shards are not rewritten
+        assert hashlib.sha256((ws / "shards" / name).read_bytes()).hexdigest() == digest
+    new_shards = {after[k][1] for k in after if k.startswith("ep-b")}
+    assert new_shards and not new_shards & set(shard_hashes)
+    dataset = json.loads((ws / "shards" / "dataset.json").read_text())
+    assert dataset["episodes"] == {"ep-a": 0, "ep-b": 1}
+    assert sum(dataset["samples"].values()) == len(after)
+    again = cli("shard", "-w", ws)  # nothing new: nothing written
+    assert again.exit_code == 0 and "new train shards" not in again.output
+
+
+def test_truncated_clip_fails_alone_and_corrupt_shard_is_skipped(tmp_path: Path, make_video, cli) -> None:
+    ws = tmp_path / "ws"
+    video = make_video("a.mp4", seconds=12, fps="30", gop=75, width=320, height=180)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\nep,{video}\n")
+    _run(cli, "fetch", manifest, "-w", ws)
+    _run(cli, "segment", "-w", ws, "--segment-time", "2.5")
+    catalog = Catalog(ws / "catalog.sqlite")
+    clips = catalog.clips("status = 'ok'")
+    victim = ws / clips[1]["path"]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # truncated on disk
+    result = cli("mask", "-w", ws)
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert f"✗ {clips[1]['clip_id']} [media]" in out
+    catalog = Catalog(ws / "catalog.sqlite")
+    status = {c["clip_id"]: c["mask_status"] for c in catalog.clips("status = 'ok'")}
+    assert status.pop(clips[1]["clip_id"]) == "failed"
+    assert set(status.values()) == {"done"}
+    assert not (ws / "prepared" / "ep" / clips[1]["clip_id"]).exists()
+
+    _run(cli, "shard", "-w", ws, "--shard-size", "300KB")
+    dataset = Dataset.open(ws / "shards")
+    urls = dataset.shard_urls("train")
+    assert len(urls) >= 2
+    Path(urls[0]).write_bytes(Path(urls[0]).read_bytes()[:1500])  # a damaged shard
+    with pytest.warns(UserWarning):
+        windows = list(clip_windows(dataset, "train", frames=30, shuffle_buffer=0))
+    intact = sum(s["samples"] for s in dataset.description["shards"][1:] if s["split"] == "train")
+    assert len(windows) == intact
+
+
+def test_clip_without_audio_at_mask_time_is_a_clear_error(tmp_path: Path, make_video, cli) -> None:
+    from nwt_data.media.ffmpeg import run_ffmpeg
+
+    ws = tmp_path / "ws"
+    video = make_video("a.mp4", seconds=9, fps="30", gop=60, width=320, height=180)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\nep,{video}\n")
+    _run(cli, "fetch", manifest, "-w", ws)
+    _run(cli, "segment", "-w", ws)
+    clip = Catalog(ws / "catalog.sqlite").clips("status = 'ok'")[0]
+    path = ws / clip["path"]
+    silent = path.with_name("silent.mp4")
+    run_ffmpeg(["-y", "-i", str(path), "-map", "0:v", "-c", "copy", str(silent)])
+    silent.replace(path)  # the clip file lost its audio after segmenting
+    result = cli("mask", "-w", ws)
+    assert result.exit_code == 1
+    row = Catalog(ws / "catalog.sqlite").clips("clip_id = ?", (clip["clip_id"],))[0]
+    assert row["mask_status"] == "failed" and "audio" in row["mask_error"]
+    assert Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")

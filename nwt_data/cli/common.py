@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from nwt_data.errors import NwtError
 from nwt_data.stages import StageReport
@@ -75,5 +76,5 @@ def print_report(report: StageReport) -> None:
         err_console.print(f"[bold red]{len(report.failures)} failed:[/]")
         for item, kind, message in report.failures:
             # One line per item (no hard wrapping), so the list can be grepped.
-            err_console.print(f"  [red]✗[/] {item} [{kind}] {message}", soft_wrap=True, markup=False)
+            err_console.print(Text.assemble(("  ✗ ", "red"), f"{item} [{kind}] {message}"), soft_wrap=True)
         raise typer.Exit(1)

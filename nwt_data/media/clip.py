@@ -103,6 +103,8 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
     import av
 
     with av.open(str(window.path)) as container:
+        if not container.streams.audio:
+            raise ValueError("the clip file has no audio stream")
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
         chunks: list[np.ndarray] = []

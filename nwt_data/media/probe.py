@@ -138,7 +138,7 @@ def probe(path: Path) -> MediaInfo:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise MediaError(f"not a readable media file: {_av_reason(err)}") from err
+        raise MediaError(f"not a readable media file: {av_error_text(err)}") from err
     with container:
         if not container.streams.video:
             raise MediaError("no video stream in the file")
@@ -156,7 +156,7 @@ def probe(path: Path) -> MediaInfo:
                 row = (ts, packet.duration or 0, packet.is_keyframe, packet.is_discard)
                 rows[packet.stream.index].append(row)
         except av.FFmpegError as err:
-            raise MediaError(f"damaged or truncated media: {_av_reason(err)}") from err
+            raise MediaError(f"damaged or truncated media: {av_error_text(err)}") from err
         video = _packets(rows[vstream.index], vstream.time_base, _declared_end(vstream))
         if video.presented_count == 0:
             raise MediaError("the video stream has no frames")
@@ -208,7 +208,8 @@ def _packets(rows: list[tuple[int, int, bool, bool]], time_base: Any, declared_e
     )
 
 
-def _av_reason(err: BaseException) -> str:
+def av_error_text(err: BaseException) -> str:
+    """FFmpeg's reason without errno numbers and file paths: 'Invalid data found when processing input'."""
     text = getattr(err, "strerror", None) or str(err)
     return text.split(":")[-1].strip() if ":" in text else text.strip()
 

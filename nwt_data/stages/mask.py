@@ -23,6 +23,7 @@ from nwt_data.catalog import Catalog
 from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig
 from nwt_data.errors import MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, audio_span, held_frames
+from nwt_data.media.probe import av_error_text
 from nwt_data.runner import Outcome, run_parallel
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, replace_dir
@@ -150,7 +151,7 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
         try:
             audio, rate = audio_span(window, window.trim_start, n / VIDEO_FPS)
         except (av.FFmpegError, ValueError) as err:
-            raise MediaError(f"cannot read the audio of {row['path']}: {err}") from err
+            raise MediaError(f"cannot read the audio of {row['path']}: {av_error_text(err)}") from err
         audio24 = to_model_rate(audio, rate, n * SAMPLES_PER_FRAME)
         mel = mel_spectrogram(audio24)
         assert mel.shape[1] == mel_frames_for(n), (mel.shape, n)
