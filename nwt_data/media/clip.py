@@ -6,12 +6,14 @@ through these functions, so they all see the same frames and the same audio.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,16 +60,21 @@ def kept_frames(window: ClipWindow) -> Iterator[tuple[float, np.ndarray]]:
                 yield t, frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
 
 
-def held_frames(window: ClipWindow, times: np.ndarray) -> Iterator[tuple[int, np.ndarray, bool]]:
-    """For each episode time in `times` (ascending), the cropped RGB frame on screen at that time.
+def held_frames(
+    window: ClipWindow, times: np.ndarray, convert: Callable[[Any], T] | None = None
+) -> Iterator[tuple[int, T, bool]]:
+    """For each episode time in `times` (ascending), the frame on screen at that time.
 
-    Yields (index, frame, new): `new` is False when the same source frame is shown again, so a caller
-    can reuse its work. This is sample-and-hold frame-rate conversion: output frame i shows the last
-    source frame whose timestamp is <= times[i]; it never drifts, whatever the source's frame rate.
+    Yields (index, convert(frame), new); by default `convert` gives the cropped RGB frame. `new` is
+    False when the same source frame is shown again (convert is not called again). This is
+    sample-and-hold frame-rate conversion: output frame i shows the last source frame whose
+    timestamp is <= times[i]; it never drifts, whatever the source's frame rate.
     """
     import av
 
     x, y, w, h = window.crop
+    if convert is None:
+        convert = lambda frame: frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]  # noqa: E731
     eps = 1e-6
     with av.open(str(window.path)) as container:
         stream = container.streams.video[0]
@@ -77,15 +84,14 @@ def held_frames(window: ClipWindow, times: np.ndarray) -> Iterator[tuple[int, np
         if current is None:
             raise ValueError(f"{window.path.name}: no decodable video frames")
         upcoming = next(decoded, None)
-        shown: np.ndarray | None = None
+        shown: Any = None
         for i, t in enumerate(times):
-            new = shown is None
+            new = i == 0
             while upcoming is not None and upcoming[0] <= t + eps:
                 current, upcoming = upcoming, next(decoded, None)
                 new = True
             if new:
-                shown = current[1].to_ndarray(format="rgb24")[y : y + h, x : x + w]
-            assert shown is not None
+                shown = convert(current[1])
             yield i, shown, new
 
 

@@ -9,6 +9,7 @@ window's audio to 24 kHz mono with its mel spectrogram. Outputs go to `prepared/
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -54,12 +55,18 @@ class OverlayRule:
         )
 
 
-def overlay_boxes(rgb: np.ndarray, rule: OverlayRule) -> list[tuple[int, int, int, int]]:
-    """Bounding boxes (x, y, w, h) of the bright regions step 6 treats as overlays."""
+def overlay_boxes(
+    gray: np.ndarray, rule: OverlayRule, *, full_range: bool = True
+) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x, y, w, h) of the bright regions step 6 treats as overlays.
+
+    `gray` is the cropped frame in grayscale: cv2's RGB2GRAY (full range), or the video's own luma
+    plane, which is the same weighted sum, in limited range (16-235) unless `full_range`.
+    """
     import cv2
 
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    _, binary = cv2.threshold(gray, rule.threshold, 255, cv2.THRESH_BINARY)
+    threshold = rule.threshold if full_range else 16 + rule.threshold * 219 / 255
+    _, binary = cv2.threshold(gray, threshold, 255, cv2.THRESH_BINARY)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     boxes = []
     for contour in contours:
@@ -80,8 +87,80 @@ def paint_boxes(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> floa
     painted = np.zeros(rgb.shape[:2], dtype=bool)
     for x, y, w, h in boxes:
         painted[y : y + h, x : x + w] = True
-    rgb[painted] = 255
+        rgb[y : y + h, x : x + w] = 255
     return float(painted.mean())
+
+
+def scale_box(box: tuple[int, int, int, int], sx: float, sy: float) -> tuple[int, int, int, int]:
+    """A crop-pixel box in output pixels, rounded outwards so the scaled overlay is fully covered."""
+    x, y, w, h = box
+    x0, y0 = math.floor(x * sx), math.floor(y * sy)
+    return x0, y0, math.ceil((x + w) * sx) - x0, math.ceil((y + h) * sy) - y0
+
+
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
+
+
+class FrameProcessor:
+    """Steps 6 and 7 for one decoded frame, without converting the full frame to RGB.
+
+    Overlays are found on the crop of the frame's own luma plane (a zero-copy view); crop, area
+    scaling to 224x256 and RGB conversion happen in one libavfilter pass; the found boxes are
+    painted white at output scale, rounded outwards.
+    """
+
+    def __init__(self, crop: tuple[int, int, int, int], rule: OverlayRule) -> None:
+        self.crop = crop
+        self.rule = rule
+        self.sx, self.sy = OUTPUT_WIDTH / crop[2], OUTPUT_HEIGHT / crop[3]
+        self._graph: Any = None
+        self._graph_key: tuple[Any, ...] | None = None
+
+    def __call__(self, frame: Any) -> tuple[np.ndarray, float]:
+        luma, full_range = self._luma(frame)
+        boxes = overlay_boxes(luma, self.rule, full_range=full_range)
+        rgb = self._scaled_rgb(frame)
+        return rgb, paint_boxes(rgb, [scale_box(b, self.sx, self.sy) for b in boxes])
+
+    def _luma(self, frame: Any) -> tuple[np.ndarray, bool]:
+        x, y, w, h = self.crop
+        name = frame.format.name
+        if name in _LUMA_FIRST:
+            plane = frame.planes[0]
+            luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+            full = name.startswith("yuvj") or name == "gray" or frame.color_range == 2  # 2: JPEG range
+        else:  # RGB or high bit depth sources: let swscale make the grayscale frame
+            luma, full = frame.to_ndarray(format="gray"), True
+        return luma[y : y + h, x : x + w], full
+
+    def _scaled_rgb(self, frame: Any) -> np.ndarray:
+        key = (frame.width, frame.height, frame.format.name)
+        if key != self._graph_key:
+            self._graph, self._graph_key = self._build_graph(frame), key
+        self._graph.push(frame)
+        return np.array(self._graph.pull().to_ndarray(), copy=True)
+
+    def _build_graph(self, frame: Any) -> Any:
+        from av.filter import Graph
+
+        x, y, w, h = self.crop
+        graph = Graph()
+        chain = [
+            graph.add_buffer(
+                width=frame.width,
+                height=frame.height,
+                format=frame.format.name,
+                time_base=frame.time_base or Fraction(1, 1000),
+            ),  # fmt: skip
+            graph.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"),
+            graph.add("scale", f"w={OUTPUT_WIDTH}:h={OUTPUT_HEIGHT}:flags=area"),
+            graph.add("format", "pix_fmts=rgb24"),
+            graph.add("buffersink"),
+        ]
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
+            upstream.link_to(downstream)
+        graph.configure()
+        return graph
 
 
 def output_times(trim_start: float, duration: float) -> np.ndarray:
@@ -118,26 +197,20 @@ def _open_encoder(path: Path, config: MaskConfig) -> tuple[Any, Any]:
 
 def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
     import av
-    import cv2
 
     window = ClipWindow.from_row(ws.root, row)
     if not window.path.is_file():
         raise MediaError(f"clip file {row['path']} is missing", hint="run `nwt-data segment --retry-failed`")
     times = output_times(window.trim_start, row["duration"])
     n = len(times)
-    rule = OverlayRule.for_crop(config, window.crop[3])
+    processor = FrameProcessor(window.crop, OverlayRule.for_crop(config, window.crop[3]))
     work = ws.new_temp_dir(f"mask-{row['clip_id']}")
     try:
         container, stream = _open_encoder(work / "video.mp4", config)
         masked_frames, painted_total, painted = 0, 0.0, 0.0
-        scaled: np.ndarray | None = None
         with container:
             try:
-                for i, frame, new in held_frames(window, times):
-                    if new:
-                        rgb = np.ascontiguousarray(frame)
-                        painted = paint_boxes(rgb, overlay_boxes(rgb, rule))
-                        scaled = cv2.resize(rgb, (OUTPUT_WIDTH, OUTPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+                for i, (scaled, painted), _ in held_frames(window, times, processor):
                     masked_frames += painted > 0
                     painted_total += painted
                     video_frame = av.VideoFrame.from_ndarray(scaled, format="rgb24")

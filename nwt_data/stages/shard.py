@@ -10,7 +10,6 @@ new shards, each written under a temporary name, hashed and renamed, then record
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from collections import defaultdict
