@@ -147,7 +147,7 @@ class MaskConfig:
     reference_height: int = 712
     """Crop height the thresholds above are given for."""
     gop: int = 10
-    """Keyframe interval of the stored 30 FPS video: a random window decodes at most this many extra frames."""
+    """Keyframe interval of the stored 30 FPS video: a random window decodes <= this many extra frames."""
     crf: int = 17
     """x264 quality of the stored video (lower is better)."""
     include_unreviewed: bool = True

@@ -69,7 +69,7 @@ def decode_video_window(data: bytes, start: int, frames: int) -> np.ndarray:
         stream = container.streams.video[0]
         to_pts = 1 / (30 * stream.time_base)  # frame index -> stream ticks
         if start > 0:
-            container.seek(int(round(start * to_pts)), stream=stream, backward=True)
+            container.seek(round(start * to_pts), stream=stream, backward=True)
         out: list[np.ndarray] = []
         for frame in container.decode(stream):
             index = round(frame.pts / to_pts)

@@ -128,7 +128,7 @@ def test_loader_windows_and_parameter_check(studio_workspace: Path) -> None:
     assert len(windows) == 6
     for w in windows:
         assert w["video"].shape == (32, 3, 256, 224)
-        assert -1.0 <= w["video"].min() and w["video"].max() <= 1.0
+        assert w["video"].min() >= -1.0 and w["video"].max() <= 1.0
         assert w["mel"].shape == (80, 128)
         assert w["episode"] == 0
     # The same window decoded straight from the shard's bytes (x / 127.5 - 1).
@@ -142,7 +142,7 @@ def test_loader_windows_and_parameter_check(studio_workspace: Path) -> None:
     assert np.allclose(first["video"].permute(0, 2, 3, 1).numpy(), direct)
     mel = np.load(io.BytesIO(sample["mel.npy"]))
     assert np.array_equal(first["mel"].numpy(), mel[:, 4 * first["start"] : 4 * first["start"] + 128])
-    with pytest.raises(DatasetMismatch, match="mel.hop_length"):
+    with pytest.raises(DatasetMismatch, match=r"mel\.hop_length"):
         Dataset.open(studio_workspace / "shards", expect={"mel": {**MEL_PARAMS, "hop_length": 256}})
 
 

@@ -49,9 +49,16 @@ def mask(
     [bold]Example:[/] nwt-data mask --workspace lwt
     """
     ws = Workspace.open(workspace, create=False)
-    config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"),
-                       {"workers": workers, "threshold": threshold, "min_area": min_area, "max_area": max_area,
-                        "min_height": min_height, "gop": gop, "include_unreviewed": include_unreviewed})  # fmt: skip
+    overrides = {
+        "workers": workers,
+        "threshold": threshold,
+        "min_area": min_area,
+        "max_area": max_area,
+        "min_height": min_height,
+        "gop": gop,
+        "include_unreviewed": include_unreviewed,
+    }
+    config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"), overrides)
     catalog = Catalog(ws.catalog_path)
     run_id = catalog.start_run("mask", cfg.to_dict(config))
     report = run_mask(ws, catalog, config, console, retry_failed=retry_failed)

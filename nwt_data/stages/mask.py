@@ -8,6 +8,7 @@ window's audio to 24 kHz mono with its mel spectrogram. Outputs go to `prepared/
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -151,13 +152,13 @@ class FrameProcessor:
                 height=frame.height,
                 format=frame.format.name,
                 time_base=frame.time_base or Fraction(1, 1000),
-            ),  # fmt: skip
+            ),
             graph.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"),
             graph.add("scale", f"w={OUTPUT_WIDTH}:h={OUTPUT_HEIGHT}:flags=area"),
             graph.add("format", "pix_fmts=rgb24"),
             graph.add("buffersink"),
         ]
-        for upstream, downstream in zip(chain, chain[1:], strict=False):
+        for upstream, downstream in itertools.pairwise(chain):
             upstream.link_to(downstream)
         graph.configure()
         return graph
@@ -261,8 +262,13 @@ def run_mask(ws: Workspace, catalog: Catalog, config: MaskConfig, console: Conso
     def on_done(outcome: Outcome[Prepared]) -> None:
         if outcome.ok and outcome.value is not None:
             p = outcome.value
-            catalog.mark_prepared(outcome.key, prepared_path=p.prepared_path, out_frames=p.out_frames,
-                                  masked_frames=p.masked_frames, masked_fraction=p.masked_fraction)  # fmt: skip
+            catalog.mark_prepared(
+                outcome.key,
+                prepared_path=p.prepared_path,
+                out_frames=p.out_frames,
+                masked_frames=p.masked_frames,
+                masked_fraction=p.masked_fraction,
+            )
             report.add("clips prepared")
             report.add("clips with a masked overlay", p.masked_frames > 0)
         else:
