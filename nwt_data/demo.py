@@ -16,6 +16,19 @@ from pathlib import Path
 
 from nwt_data.media.ffmpeg import lavfi_demo_args, run_ffmpeg
 
+# A 1280x720 stand-in for a talk-show desk shot: a dark studio, a grey "subject" inside the paper's
+# crop box that brightens while the tone beeps (under the overlay threshold), and a side overlay at
+# the crop's left edge, a white frame around dark content that `nwt-data mask` paints white.
+STUDIO_BACKGROUND = "color=c=0x303030"
+STUDIO_FILTER = ",".join(
+    [
+        "drawbox=x=700:y=200:w=240:h=400:color=0x808080:t=fill",
+        "drawbox=x=700:y=200:w=240:h=400:color=0xA8A8A8:t=fill:enable='lt(mod(t,1),0.2)'",
+        "drawbox=x=507:y=150:w=110:h=300:color=white:t=fill",
+        "drawbox=x=527:y=200:w=70:h=200:color=black:t=fill",
+    ]
+)
+
 
 @dataclass(frozen=True)
 class DemoEpisode:
@@ -36,8 +49,17 @@ DEMO_EPISODES = (
 def make_episode(path: Path, episode: DemoEpisode) -> Path:
     if not path.exists():
         tmp = path.with_name(f".{path.name}.partial.mp4")
-        run_ffmpeg(lavfi_demo_args(tmp, seconds=episode.seconds, width=episode.width,
-                                   height=episode.height, fps=episode.fps, gop=episode.gop))  # fmt: skip
+        args = lavfi_demo_args(
+            tmp,
+            seconds=episode.seconds,
+            width=episode.width,
+            height=episode.height,
+            fps=episode.fps,
+            gop=episode.gop,
+            source=STUDIO_BACKGROUND,
+            extra_video_filter=STUDIO_FILTER,
+        )
+        run_ffmpeg(args)
         tmp.replace(path)
     return path
 

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from nwt_data.catalog import Catalog
@@ -16,6 +17,10 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, cli) -> None:
     clips = catalog.clips()
     assert len(clips) == 7
     assert sum(c["status"] == "ok" for c in clips) == 5
+    assert all(c["mask_status"] == "done" and c["shard"] for c in clips if c["status"] == "ok")
+    dataset = json.loads((ws / "shards" / "dataset.json").read_text())
+    assert sum(dataset["samples"].values()) == 5
+    assert "video (32, 3, 256, 224)" in first.output and "mel (80, 128)" in " ".join(first.output.split())
     second = cli("demo", "--workspace", ws)
     assert second.exit_code == 0, second.output
     assert "all demo episodes already fetched" in second.output

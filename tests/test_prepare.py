@@ -15,20 +15,10 @@ import webdataset as wds
 
 from nwt_data.audio import MEL_PARAMS
 from nwt_data.catalog import Catalog
+from nwt_data.demo import STUDIO_BACKGROUND, STUDIO_FILTER
 from nwt_data.stages.shard import assign_splits
 from nwt_train.data import Dataset, DatasetMismatch, clip_windows, decode_video_window
 
-# A dark studio, a mid-grey "subject" that brightens (but stays under the 185 threshold) while the
-# tone beeps, and a side overlay at the crop's left edge: a white frame around dark content, which
-# step 6 must paint entirely white.
-STUDIO = ",".join(
-    [
-        "drawbox=x=700:y=200:w=240:h=400:color=0x808080:t=fill",
-        "drawbox=x=700:y=200:w=240:h=400:color=0xA8A8A8:t=fill:enable='lt(mod(t,1),0.2)'",
-        "drawbox=x=507:y=150:w=110:h=300:color=white:t=fill",
-        "drawbox=x=527:y=200:w=70:h=200:color=black:t=fill",
-    ]
-)
 # Where those land in the 256x224 output (the crop 507,8,623,712 scaled by 224/623 = 256/712).
 SCALE = 224 / 623
 OVERLAY_INSIDE = (
@@ -56,7 +46,7 @@ def _onsets(levels: np.ndarray, threshold: float) -> np.ndarray:
 def studio_workspace(tmp_path: Path, make_video, media_server, cli) -> Path:
     folder, base = media_server
     make_video("studio.mp4", folder=folder, seconds=12, width=1280, height=720, fps="30000/1001", gop=60,
-               source="color=c=0x303030", extra_video_filter=STUDIO)  # fmt: skip
+               source=STUDIO_BACKGROUND, extra_video_filter=STUDIO_FILTER)  # fmt: skip
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"episode_id,url\nstudio,{base}/studio.mp4\n")
     ws = tmp_path / "ws"

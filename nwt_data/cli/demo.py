@@ -13,7 +13,9 @@ from nwt_data.cli.common import console, handle_errors, print_report
 from nwt_data.cli.status import status
 from nwt_data.demo import DEMO_EPISODES, make_episode, serve_folder, write_demo_manifest
 from nwt_data.stages.fetch import run_fetch
+from nwt_data.stages.mask import run_mask
 from nwt_data.stages.segment import run_segment
+from nwt_data.stages.shard import run_shard
 from nwt_data.workspace import Workspace
 
 
@@ -23,7 +25,9 @@ def demo(
         Path, typer.Option("--workspace", "-w", help="Where the demo workspace goes.")
     ] = Path("demo-workspace"),
 ) -> None:
-    """Generate two 1280x720 episodes, fetch them (one over local HTTP with yt-dlp), segment them.
+    """Run fetch, segment, mask and shard on two generated 1280x720 episodes, then read a window back.
+
+    One episode is served over HTTP on 127.0.0.1 and downloaded by yt-dlp; the other is a local file.
 
     Uses only generated media; running it again resumes and skips finished work.
 
@@ -51,13 +55,30 @@ def demo(
                 cfg.FetchConfig, "fetch", ws.config_table("fetch"), {"retry_failed": True}
             )
             print_report(run_fetch(ws, catalog, manifest, fetch_config, console))
-    console.rule("[bold]3. nwt-data segment")
-    segment_config = cfg.build(cfg.SegmentConfig, "segment", ws.config_table("segment"), {})
-    run_id = catalog.start_run("segment", cfg.to_dict(segment_config))
-    report = run_segment(ws, catalog, segment_config, console)
-    catalog.finish_run(run_id, report.counts)
-    print_report(report)
-    console.rule("[bold]4. nwt-data status")
+    for number, (name, config_cls, run) in enumerate(
+        [
+            ("segment", cfg.SegmentConfig, run_segment),
+            ("mask", cfg.MaskConfig, run_mask),
+            ("shard", cfg.ShardConfig, run_shard),
+        ],
+        start=3,
+    ):
+        console.rule(f"[bold]{number}. nwt-data {name}")
+        config = cfg.build(config_cls, name, ws.config_table(name), {})
+        run_id = catalog.start_run(name, cfg.to_dict(config))
+        report = run(ws, catalog, config, console)
+        catalog.finish_run(run_id, report.counts)
+        print_report(report)
+    console.rule("[bold]6. nwt-data status")
     status(workspace=ws.root, as_json=False)
-    ok = catalog.clips("status = 'ok'")
-    console.print(f"\n[green]demo done:[/] {len(ok)} usable clips in {ws.clips_dir}")
+    console.rule("[bold]7. the trainer's loader: one 32-frame window with its mel")
+    from nwt_train.data import Dataset, clip_windows
+
+    window = next(iter(clip_windows(Dataset.open(ws.shards_dir), "train", frames=32, with_mel=True,
+                                    samples_per_worker=1)))  # fmt: skip
+    video, mel = window["video"], window["mel"]
+    console.print(
+        f"  {window['key']} from frame {window['start']}: video {tuple(video.shape)} in "
+        f"[{video.min():.2f}, {video.max():.2f}], mel {tuple(mel.shape)}, episode index {window['episode']}"
+    )
+    console.print(f"\n[green]demo done:[/] shards and dataset.json in {ws.shards_dir}")

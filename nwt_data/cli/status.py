@@ -23,11 +23,18 @@ def stage_counts(catalog: Catalog) -> dict[str, dict[str, int]]:
     fetch = catalog.counts("episodes", "fetch_status")
     fetch.pop("failed", None)
     fetch.update({f"failed ({r['k']})": int(r["n"]) for r in fetch_failed})
+    ok = "status = 'ok' AND (review IS NULL OR review = 'accepted')"
+    mask = catalog.conn.execute(f"SELECT mask_status, COUNT(*) FROM clips WHERE {ok} GROUP BY mask_status")
+    shard = catalog.conn.execute(
+        "SELECT split, COUNT(*) FROM clips WHERE shard IS NOT NULL GROUP BY split"
+    ).fetchall()
     return {
         "fetch (episodes)": fetch,
         "segment (episodes)": catalog.counts("episodes", "segment_status"),
         "clips": catalog.counts("clips", "status"),
         "review (clips)": review,
+        "mask (usable clips)": {str(k): int(n) for k, n in mask},
+        "shard (clips)": {str(k): int(n) for k, n in shard},
     }
 
 
