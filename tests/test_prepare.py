@@ -248,3 +248,18 @@ def test_clip_without_audio_at_mask_time_is_a_clear_error(tmp_path: Path, make_v
     row = Catalog(ws / "catalog.sqlite").clips("clip_id = ?", (clip["clip_id"],))[0]
     assert row["mask_status"] == "failed" and "audio" in row["mask_error"]
     assert Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")
+
+
+def test_every_loader_worker_yields_the_same_count(studio_workspace: Path) -> None:
+    """Resampled shards with a fixed epoch: workers (and torchrun ranks) never run dry unevenly."""
+    import torch
+
+    dataset = Dataset.open(studio_workspace / "shards")
+    # One train shard for two workers: split by worker, one of them would get nothing.
+    assert len(dataset.shard_urls("train")) == 1
+    pipeline = clip_windows(dataset, "train", frames=30, samples_per_worker=5, shuffle_buffer=4)
+    loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=2)
+    keys = [item["key"] for item in loader]
+    assert len(keys) == 10  # with_epoch caps each worker at 5, so both yielded 5
+    ordered = list(clip_windows(dataset, "train", frames=30))  # evaluation: one ordered pass
+    assert len(ordered) == dataset.num_samples("train")
