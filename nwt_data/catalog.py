@@ -82,7 +82,28 @@ CREATE TABLE IF NOT EXISTS clips (
     masked_fraction REAL,                      -- mean painted share of the frame area
     split           TEXT,                      -- train | val | test, fixed once assigned
     shard           TEXT,                      -- the shard that holds the clip
+    flag_status     TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed (automatic pre-flags)
+    flag_error      TEXT,
+    faces           INTEGER,                   -- median faces found in sampled frames
+    flag_no_face    INTEGER,                   -- no face, or more than one face
+    flag_many_faces INTEGER,
+    flag_cut        INTEGER,                   -- a shot cut or title transition inside the clip
+    flag_overlay    INTEGER,                   -- the mask heuristic found an overlay box
+    flag_silence    INTEGER,                   -- no speech energy in the audio
+    flags           TEXT,                      -- the raised flags, comma separated ('' = none)
     UNIQUE (episode_id, clip_index)
+);
+
+CREATE TABLE IF NOT EXISTS review_log (      -- every decision ever made, for undo and audit
+    entry_id    INTEGER PRIMARY KEY,
+    clip_id     TEXT NOT NULL REFERENCES clips(clip_id),
+    review      TEXT,                          -- accepted | rejected | NULL (an undo back to unreviewed)
+    review_reason TEXT,
+    review_note TEXT,
+    reviewer    TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    previous    TEXT NOT NULL,                 -- the clip's decision before, JSON
+    undone      INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS shards (
