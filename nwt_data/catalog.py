@@ -282,6 +282,25 @@ class Catalog:
             (kind, error, clip_id),
         )
 
+    # --- flags ----------------------------------------------------------------------------------
+    FLAG_COLUMNS = ("flag_no_face", "flag_many_faces", "flag_cut", "flag_overlay", "flag_silence")
+
+    def mark_flagged(self, clip_id: str, *, faces: int, raised: dict[str, bool]) -> None:
+        """Store a clip's automatic pre-flags; `raised` maps each of FLAG_COLUMNS to a bool."""
+        assert set(raised) == set(self.FLAG_COLUMNS), raised
+        names = ",".join(c.removeprefix("flag_") for c in self.FLAG_COLUMNS if raised[c])
+        sets = ", ".join(f"{c} = ?" for c in self.FLAG_COLUMNS)
+        self.conn.execute(
+            f"UPDATE clips SET flag_status = 'done', flag_error = NULL, faces = ?, {sets}, flags = ?"
+            " WHERE clip_id = ?",
+            (faces, *(int(raised[c]) for c in self.FLAG_COLUMNS), names, clip_id),
+        )
+
+    def mark_flag_failed(self, clip_id: str, *, error: str) -> None:
+        self.conn.execute(
+            "UPDATE clips SET flag_status = 'failed', flag_error = ? WHERE clip_id = ?", (error, clip_id)
+        )
+
     # --- shard ----------------------------------------------------------------------------------
     def assign_episode_indices(self, episode_ids: Iterable[str]) -> None:
         """Give each episode without one the next free embedding index; existing ones never change."""
