@@ -228,12 +228,12 @@ class Catalog:
         ).fetchall()
 
     def mark_fetched(self, episode_id: str, *, path: str, size: int, sha256: str, downloader: str,
-                     probe: dict[str, Any]) -> None:  # fmt: skip
+                     probe: dict[str, Any], attempts: int) -> None:  # fmt: skip
         self.conn.execute(
             "UPDATE episodes SET fetch_status = 'done', fetch_error_kind = NULL, fetch_error = NULL,"
-            " fetch_attempts = fetch_attempts + 1, fetched_at = ?, path = ?, size = ?, sha256 = ?,"
+            " fetch_attempts = fetch_attempts + ?, fetched_at = ?, path = ?, size = ?, sha256 = ?,"
             " downloader = ?, probe = ? WHERE episode_id = ?",
-            (now(), path, size, sha256, downloader, json.dumps(probe, sort_keys=True), episode_id),
+            (attempts, now(), path, size, sha256, downloader, json.dumps(probe, sort_keys=True), episode_id),
         )
 
     def mark_fetch_failed(self, episode_id: str, *, kind: str, error: str, attempts: int) -> None:

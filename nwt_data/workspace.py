@@ -145,13 +145,40 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's files and the folder itself, to disk (before marking it done)."""
+    for item in [*path.iterdir(), path] if path.is_dir() else [path]:
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def clear_trash(folder: Path) -> None:
+    """Remove `.NAME.old-*` folders a run killed inside `replace_dir` left behind."""
+    for trash in folder.glob("**/.*.old-*"):
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the finished folder `src` to `dst`, replacing what a killed run may have left there."""
+    fsync_path(src)
     if dst.exists():
         trash = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(dst, trash)
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(src, dst)
+    fsync_folder(dst.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """fsync a folder's entry list (a rename inside it), not its files."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _DEFAULT_FILE: dict[str, Any] = {

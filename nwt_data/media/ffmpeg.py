@@ -116,3 +116,29 @@ def lavfi_demo_args(
         args += ["-c:a", "aac", "-b:a", "96k", "-shortest"]
     args += ["-movflags", "+faststart", str(out)]
     return args
+
+
+EXTERNAL_PLAYERS = ("mpv", "ffplay", "vlc")
+
+
+def external_player() -> str | None:
+    """The first video player found on PATH, if any."""
+    import shutil
+
+    return next((name for name in EXTERNAL_PLAYERS if shutil.which(name)), None)
+
+
+def open_in_player(path: Path, start: float, end: float) -> str:
+    """Play `path` from `start` to `end` (seconds in the file) in an external player; return its name."""
+    player = external_player()
+    if player is None:
+        raise FfmpegError("no external player found", hint=f"install one of {', '.join(EXTERNAL_PLAYERS)}")
+    length = f"{end - start:.3f}"
+    argv = {
+        "mpv": ["mpv", f"--start={start:.3f}", f"--length={length}", "--keep-open=no", str(path)],
+        "ffplay": ["ffplay", "-autoexit", "-ss", f"{start:.3f}", "-t", length, str(path)],
+        "vlc": ["vlc", "--play-and-exit", f"--start-time={start:.3f}", f"--stop-time={end:.3f}", str(path)],
+    }[player]
+    subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)  # fmt: skip
+    return player

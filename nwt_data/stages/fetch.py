@@ -27,7 +27,7 @@ from nwt_data.media.ffmpeg import ffmpeg_exe
 from nwt_data.media.probe import probe
 from nwt_data.runner import Outcome, run_parallel
 from nwt_data.stages import StageReport
-from nwt_data.workspace import Workspace
+from nwt_data.workspace import Workspace, fsync_folder, fsync_path
 
 
 @dataclass(frozen=True)
@@ -200,12 +200,14 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> 
             shutil.rmtree(work_dir, ignore_errors=True)  # a bad file must not be resumed next time
             raise _fetch_error(f"downloaded file: {err}", "invalid-media") from err
         final = ws.episodes_dir / f"{source.episode_id}{downloaded.suffix.lower()}"
+        fsync_path(downloaded)
         os.replace(downloaded, final)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        fsync_folder(ws.episodes_dir)
     else:
         # A previous run renamed the file in but was killed before it reached the catalog.
         final = existing
         facts = probe(final).facts()
+    shutil.rmtree(ws.tmp_dir / "fetch" / source.episode_id, ignore_errors=True)
     downloader = "copy" if source.source_kind == "file" else _ytdlp_version()
     return Fetched(ws.relative(final), final.stat().st_size, sha256_of(final), downloader, facts, attempts)
 
@@ -255,7 +257,7 @@ def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: Fetc
         if outcome.ok and outcome.value is not None:
             f = outcome.value
             catalog.mark_fetched(outcome.key, path=f.path, size=f.size, sha256=f.sha256,
-                                 downloader=f.downloader, probe=f.probe)  # fmt: skip
+                                 downloader=f.downloader, probe=f.probe, attempts=f.attempts)  # fmt: skip
             report.add("fetched")
         else:
             err = outcome.error

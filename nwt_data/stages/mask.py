@@ -28,7 +28,7 @@ from nwt_data.media.clip import ClipWindow, audio_span, held_frames
 from nwt_data.media.probe import av_error_text
 from nwt_data.runner import Outcome, run_parallel
 from nwt_data.stages import StageReport
-from nwt_data.workspace import Workspace, replace_dir
+from nwt_data.workspace import Workspace, clear_trash, replace_dir
 
 
 # --- the overlay heuristic (pure) ------------------------------------------------------------
@@ -280,6 +280,7 @@ def run_mask(ws: Workspace, catalog: Catalog, config: MaskConfig, console: Conso
 
     with ws.stage_lock("mask"):
         ws.clear_temp("mask")
+        clear_trash(ws.prepared_dir)
         run_parallel(
             [(r["clip_id"], r) for r in rows],
             lambda row: prepare_clip(ws, row, config),

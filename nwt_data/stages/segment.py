@@ -28,7 +28,7 @@ from nwt_data.media.ffmpeg import run_ffmpeg, segment_args
 from nwt_data.media.probe import MediaInfo, Packets, probe
 from nwt_data.runner import Outcome, run_parallel
 from nwt_data.stages import StageReport
-from nwt_data.workspace import Workspace, replace_dir
+from nwt_data.workspace import Workspace, clear_trash, replace_dir
 
 # Audio must cover the kept window to within this many seconds (a fraction of one AAC packet).
 AUDIO_COVER_TOLERANCE = 0.005
@@ -275,6 +275,7 @@ def run_segment(ws: Workspace, catalog: Catalog, config: SegmentConfig, console:
 
     with ws.stage_lock("segment"):
         ws.clear_temp("segment")
+        clear_trash(ws.clips_dir)
         run_parallel(
             [(r["episode_id"], (r["episode_id"], r["path"])) for r in rows],
             lambda item: segment_episode(ws, item[0], item[1], config),

@@ -25,7 +25,7 @@ from nwt_data.catalog import Catalog
 from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, SPLITS, ShardConfig, to_dict
 from nwt_data.stages import StageReport
 from nwt_data.stages.fetch import sha256_of
-from nwt_data.workspace import Workspace, write_atomic
+from nwt_data.workspace import Workspace, fsync_folder, write_atomic
 
 DATASET_FORMAT = 1
 
@@ -113,6 +113,7 @@ def write_shard(path: Path, samples: Iterable[dict[str, Any]]) -> tuple[int, str
         os.fsync(f.fileno())
     digest = sha256_of(tmp)
     os.replace(tmp, path)
+    fsync_folder(path.parent)
     return path.stat().st_size, digest
 
 
