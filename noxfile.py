@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -34,9 +36,17 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput benchmarks; prints ratios against plain ffmpeg runs on the same files."""
+    """Throughput benchmarks, each printing its figures against a baseline measured in the same run.
+
+    `nox -s bench -- segment` runs only benchmarks/bench_segment.py (names: segment, prepare, review,
+    flags).
+    """
     install(session)
-    session.run("python", "benchmarks/bench_segment.py", *session.posargs)
+    names = session.posargs or ["segment", "prepare", "review", "flags"]
+    for name in names:
+        script = f"benchmarks/bench_{name}.py"
+        if Path(script).exists():
+            session.run("python", script)
 
 
 @nox.session
