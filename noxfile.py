@@ -44,9 +44,10 @@ def bench(session: nox.Session) -> None:
     install(session)
     names = session.posargs or ["segment", "prepare", "review", "flags"]
     for name in names:
-        script = f"benchmarks/bench_{name}.py"
-        if Path(script).exists():
-            session.run("python", script)
+        script = Path(f"benchmarks/bench_{name}.py")
+        if not script.exists():
+            session.error(f"no benchmark {script}")
+        session.run("python", str(script))
 
 
 @nox.session
