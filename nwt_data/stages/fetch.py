@@ -22,7 +22,7 @@ from rich.console import Console
 from nwt_data.catalog import Catalog, EpisodeSource
 from nwt_data.config import FetchConfig
 from nwt_data.errors import FetchError, ManifestError, MediaError
-from nwt_data.manifest import read_manifest
+from nwt_data.manifest import Manifest, read_manifest
 from nwt_data.media.ffmpeg import ffmpeg_exe
 from nwt_data.media.probe import probe
 from nwt_data.runner import Outcome, run_parallel
@@ -218,14 +218,13 @@ def _finished_file(ws: Workspace, episode_id: str) -> Path | None:
 
 
 # --- the stage ---------------------------------------------------------------------------------
-def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: FetchConfig,
-              console: Console) -> StageReport:  # fmt: skip
-    report = StageReport("fetch")
-    manifest = read_manifest(manifest_path)
+def register(
+    catalog: Catalog, manifest: Manifest, config: FetchConfig, report: StageReport
+) -> list[tuple[str, EpisodeSource]]:
+    """Add the manifest's new episodes to the catalog; return those this run should fetch."""
     for bad in manifest.errors:
         report.failures.append((f"line {bad.line}: {bad.episode_id}", bad.error.kind, bad.error.one_line()))
     report.add("manifest errors", len(manifest.errors))
-
     todo: list[tuple[str, EpisodeSource]] = []
     for line, source in manifest.entries:
         row = catalog.episode(source.episode_id)
@@ -243,15 +242,17 @@ def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: Fetc
             report.add("already fetched")
         elif status == "failed" and not config.retry_failed:
             report.add("failed earlier")
-            report.failures.append(
-                (
-                    source.episode_id,
-                    row["fetch_error_kind"],
-                    f"{row['fetch_error']} (run with --retry-failed)",
-                )
-            )
+            message = f"{row['fetch_error']} (run with --retry-failed)"
+            report.failures.append((source.episode_id, row["fetch_error_kind"], message))
         else:
             todo.append((source.episode_id, source))
+    return todo
+
+
+def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: FetchConfig,
+              console: Console) -> StageReport:  # fmt: skip
+    report = StageReport("fetch")
+    manifest = read_manifest(manifest_path)
 
     def on_done(outcome: Outcome[Fetched]) -> None:
         if outcome.ok and outcome.value is not None:
@@ -268,6 +269,7 @@ def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: Fetc
             report.failures.append((outcome.key, kind, err.one_line()))
 
     with ws.stage_lock("fetch"):
+        todo = register(catalog, manifest, config, report)
         run_parallel(
             todo,
             lambda source: fetch_episode(ws, source, config),
