@@ -61,7 +61,11 @@ def kept_frames(window: ClipWindow) -> Iterator[tuple[float, np.ndarray]]:
 
 
 def held_frames(
-    window: ClipWindow, times: np.ndarray, convert: Callable[[Any], T] | None = None
+    window: ClipWindow,
+    times: np.ndarray,
+    convert: Callable[[Any], T] | None = None,
+    *,
+    threaded: bool = True,
 ) -> Iterator[tuple[int, T, bool]]:
     """For each episode time in `times` (ascending), the frame on screen at that time.
 
@@ -78,7 +82,7 @@ def held_frames(
     eps = 1e-6
     with av.open(str(window.path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if threaded else "NONE"
         decoded = ((f.time + window.clip_offset, f) for f in container.decode(stream) if f.time is not None)
         current = next(decoded, None)
         if current is None:

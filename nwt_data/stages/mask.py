@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -81,14 +82,23 @@ def overlay_boxes(
     return boxes
 
 
-def paint_boxes(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> float:
-    """Paint `boxes` white in place; return the painted share of the frame."""
+def plane_array(frame: Any, index: int) -> np.ndarray:
+    """A writable (height, width) view of one plane of a planar 8-bit video frame."""
+    plane = frame.planes[index]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def paint_white(frame: Any, boxes: list[tuple[int, int, int, int]]) -> float:
+    """Paint `boxes` white in place on a limited-range yuv420p frame; return the painted share."""
     if not boxes:
         return 0.0
-    painted = np.zeros(rgb.shape[:2], dtype=bool)
+    luma, cb, cr = (plane_array(frame, i) for i in range(3))
+    painted = np.zeros(luma.shape, dtype=bool)
     for x, y, w, h in boxes:
         painted[y : y + h, x : x + w] = True
-        rgb[y : y + h, x : x + w] = 255
+        luma[y : y + h, x : x + w] = 235  # white in limited range
+        chroma = (slice(y // 2, -(-(y + h) // 2)), slice(x // 2, -(-(x + w) // 2)))
+        cb[chroma] = cr[chroma] = 128
     return float(painted.mean())
 
 
@@ -103,11 +113,12 @@ _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444
 
 
 class FrameProcessor:
-    """Steps 6 and 7 for one decoded frame, without converting the full frame to RGB.
+    """Steps 6 and 7 for one decoded frame, never converting it to RGB.
 
     Overlays are found on the crop of the frame's own luma plane (a zero-copy view); crop, area
-    scaling to 224x256 and RGB conversion happen in one libavfilter pass; the found boxes are
-    painted white at output scale, rounded outwards.
+    scaling to 224x256 and conversion to BT.601 limited-range yuv420p (what the encoder takes and
+    decoders assume) happen in one libavfilter pass; the found boxes are painted white on that
+    small frame, rounded outwards.
     """
 
     def __init__(self, crop: tuple[int, int, int, int], rule: OverlayRule) -> None:
@@ -117,11 +128,11 @@ class FrameProcessor:
         self._graph: Any = None
         self._graph_key: tuple[Any, ...] | None = None
 
-    def __call__(self, frame: Any) -> tuple[np.ndarray, float]:
+    def __call__(self, frame: Any) -> tuple[Any, float]:
         luma, full_range = self._luma(frame)
         boxes = overlay_boxes(luma, self.rule, full_range=full_range)
-        rgb = self._scaled_rgb(frame)
-        return rgb, paint_boxes(rgb, [scale_box(b, self.sx, self.sy) for b in boxes])
+        small = self._scaled(frame)
+        return small, paint_white(small, [scale_box(b, self.sx, self.sy) for b in boxes])
 
     def _luma(self, frame: Any) -> tuple[np.ndarray, bool]:
         x, y, w, h = self.crop
@@ -134,12 +145,12 @@ class FrameProcessor:
             luma, full = frame.to_ndarray(format="gray"), True
         return luma[y : y + h, x : x + w], full
 
-    def _scaled_rgb(self, frame: Any) -> np.ndarray:
+    def _scaled(self, frame: Any) -> Any:
         key = (frame.width, frame.height, frame.format.name)
         if key != self._graph_key:
             self._graph, self._graph_key = self._build_graph(frame), key
         self._graph.push(frame)
-        return np.array(self._graph.pull().to_ndarray(), copy=True)
+        return self._graph.pull()
 
     def _build_graph(self, frame: Any) -> Any:
         from av.filter import Graph
@@ -154,8 +165,11 @@ class FrameProcessor:
                 time_base=frame.time_base or Fraction(1, 1000),
             ),
             graph.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"),
-            graph.add("scale", f"w={OUTPUT_WIDTH}:h={OUTPUT_HEIGHT}:flags=area"),
-            graph.add("format", "pix_fmts=rgb24"),
+            graph.add(
+                "scale",
+                f"w={OUTPUT_WIDTH}:h={OUTPUT_HEIGHT}:flags=area:out_color_matrix=bt601:out_range=tv",
+            ),
+            graph.add("format", "pix_fmts=yuv420p"),
             graph.add("buffersink"),
         ]
         for upstream, downstream in itertools.pairwise(chain):
@@ -179,19 +193,22 @@ class Prepared:
     masked_fraction: float
 
 
-def _open_encoder(path: Path, config: MaskConfig) -> tuple[Any, Any]:
+FRAME_TIME_BASE = Fraction(1, VIDEO_FPS)
+
+
+def _open_encoder(path: Path, config: MaskConfig, threads: int) -> tuple[Any, Any]:
     import av
 
     container = av.open(str(path), "w", options={"movflags": "+faststart"})
     stream = container.add_stream("libx264", rate=VIDEO_FPS)
     stream.width, stream.height = OUTPUT_WIDTH, OUTPUT_HEIGHT
     stream.pix_fmt = "yuv420p"
-    stream.codec_context.time_base = Fraction(1, VIDEO_FPS)
+    stream.codec_context.time_base = FRAME_TIME_BASE
     stream.codec_context.gop_size = config.gop
     stream.options = {
         "crf": str(config.crf),
         "preset": "veryfast",
-        "x264-params": f"keyint={config.gop}:min-keyint={config.gop}:scenecut=0:bframes=0",
+        "x264-params": f"keyint={config.gop}:min-keyint={config.gop}:scenecut=0:bframes=0:threads={threads}",
     }
     return container, stream
 
@@ -205,22 +222,24 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
     times = output_times(window.trim_start, row["duration"])
     n = len(times)
     processor = FrameProcessor(window.crop, OverlayRule.for_crop(config, window.crop[3]))
+    # With a worker per core, codec threads only add overhead; with fewer, they use the idle cores.
+    threaded = config.workers < (os.cpu_count() or 1)
     work = ws.new_temp_dir(f"mask-{row['clip_id']}")
     try:
-        container, stream = _open_encoder(work / "video.mp4", config)
-        masked_frames, painted_total, painted = 0, 0.0, 0.0
+        container, stream = _open_encoder(work / "video.mp4", config, threads=0 if threaded else 1)
+        masked_frames, painted_total = 0, 0.0
         with container:
             try:
-                for i, (scaled, painted), _ in held_frames(window, times, processor):
+                for i, (small, painted), _ in held_frames(window, times, processor, threaded=threaded):
                     masked_frames += painted > 0
                     painted_total += painted
-                    video_frame = av.VideoFrame.from_ndarray(scaled, format="rgb24")
-                    video_frame.pts = i
-                    container.mux(stream.encode(video_frame))
+                    small.pts, small.time_base = i, FRAME_TIME_BASE
+                    container.mux(stream.encode(small))
                 container.mux(stream.encode(None))
             except (av.FFmpegError, ValueError) as err:
                 raise MediaError(
-                    f"cannot decode {row['path']}: {err}", hint="the clip file may be damaged"
+                    f"cannot decode {row['path']}: {av_error_text(err)}",
+                    hint="the clip file is damaged; check the disk, then run `nwt-data mask --retry-failed`",
                 ) from err
         try:
             audio, rate = audio_span(window, window.trim_start, n / VIDEO_FPS)

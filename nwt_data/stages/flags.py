@@ -1,0 +1,521 @@
+"""`nwt-data flag`: automatic pre-flags for the review queue, computed per clip without any model download.
+
+Every flag is measured on the clip exactly as review and training see it: the kept (trimmed), cropped
+window read through `nwt_data.media.clip`. The detectors are classic image and signal processing plus
+the Haar cascade that ships inside the OpenCV wheel (`cv2.data.haarcascades`):
+
+- faces: the frontal-face cascade on sampled frames (grayscale, equalised, scaled so that the
+  smallest counted face fills the cascade's 24-pixel window); the clip's count is the median over the
+  samples. Flags `no_face` (0) and `many_faces` (more than 1).
+- cut: a shot cut or a title-screen transition. Every kept frame gets a 32x32 signature (an HSV
+  histogram and a grayscale thumbnail); the change between two frames is the smaller of the histogram
+  distance (1 - intersection) and the thumbnail decorrelation (1 - Pearson r), so a change must alter
+  both the colours and the picture's structure (a flash or a moving head alters one of them). The
+  change is measured between consecutive frames (hard cuts) and between frames `transition_seconds`
+  apart (fades, dissolves).
+- overlay: the mask stage's own heuristic (`overlay_boxes` with `OverlayRule.for_crop` and the
+  workspace's [mask] thresholds, i.e. what `nwt-data mask` will paint) in at least
+  `overlay_min_share` of the sampled frames; or a static inset box (picture-in-picture), which that
+  heuristic cannot see because it only looks for bright regions: an axis-aligned rectangle whose
+  sides are straight, sharp edges at the same place in every sampled frame.
+- silence: the share of 50 ms windows whose speech-band (80-4000 Hz, tapered edges) level reaches
+  `silence_db` dBFS is below `min_voiced`.
+
+The heavy detectors (faces, overlay, inset) run on frames sampled at `sample_fps`; the cheap cut
+signature runs on every frame, because a cut sits between two consecutive frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import statistics
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from nwt_data.catalog import Catalog
+from nwt_data.config import MaskConfig, default_workers, to_dict
+from nwt_data.errors import ConfigError, MediaError, NwtError
+from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames
+from nwt_data.runner import Outcome, run_parallel
+from nwt_data.stages import StageReport
+from nwt_data.stages.mask import OverlayRule, overlay_boxes
+from nwt_data.workspace import Workspace
+
+FLAG_NAMES = tuple(c.removeprefix("flag_") for c in Catalog.FLAG_COLUMNS)
+
+
+# --- configuration ---------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class FlagConfig:
+    """`nwt-data flag`: the automatic pre-flags (the [flags] table of nwt.toml)."""
+
+    workers: int = field(default_factory=default_workers)
+    """Clips flagged at once."""
+    sample_fps: float = 4.0
+    """Frames per second of the kept window given to the face, overlay and inset detectors."""
+    min_face: float = 0.15
+    """Smallest face counted, as a share of the crop height."""
+    face_neighbors: int = 5
+    """The cascade's minNeighbors: higher finds fewer faces, and fewer false ones."""
+    cut_threshold: float = 0.35
+    """A frame-to-frame change (0..1) at or above this is a cut or a transition."""
+    transition_seconds: float = 0.5
+    """Also compare frames this far apart, for fades and dissolves (0: consecutive frames only)."""
+    silence_db: float = -45.0
+    """Speech-band level (dBFS, 50 ms windows) a window must reach to count as voiced..."""
+    min_voiced: float = 0.1
+    """...and the clip is silent when a smaller share of its windows is voiced."""
+    overlay: bool = True
+    """Raise the overlay flag at all."""
+    overlay_min_share: float = 0.25
+    """Share of sampled frames in which the mask heuristic must find a box."""
+    inset: bool = True
+    """Also flag a static inset box (picture-in-picture), which the mask heuristic does not see."""
+    inset_min_coverage: float = 0.8
+    """Share of each found side of an inset box that must be a straight, static, sharp edge."""
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    """The overlay heuristic's thresholds: the workspace's [mask] table, so the flag matches `mask`."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("workers", self.workers >= 1, "a positive whole number"),
+            ("sample_fps", 0 < self.sample_fps <= 120, "within (0, 120]"),
+            ("min_face", 0 < self.min_face <= 1, "within (0, 1]"),
+            ("face_neighbors", self.face_neighbors >= 1, "at least 1"),
+            ("cut_threshold", 0 < self.cut_threshold <= 1, "within (0, 1]"),
+            ("transition_seconds", 0 <= self.transition_seconds <= 10, "within [0, 10]"),
+            ("silence_db", -120 < self.silence_db < 0, "a level in dBFS within (-120, 0)"),
+            ("min_voiced", 0 <= self.min_voiced <= 1, "within [0, 1]"),
+            ("overlay_min_share", 0 < self.overlay_min_share <= 1, "within (0, 1]"),
+            ("inset_min_coverage", 0 < self.inset_min_coverage <= 1, "within (0, 1]"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"flags: {name} must be {expected}, not {getattr(self, name)!r}")
+        if not isinstance(self.mask, MaskConfig):
+            raise ConfigError(
+                "flags: the overlay thresholds cannot be set in [flags]",
+                hint="set them in the [mask] table: the flag uses the thresholds `nwt-data mask` uses",
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for the catalog's runs table (the mask thresholds nested)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mask"}
+        return {**out, "mask": to_dict(self.mask)}
+
+
+# --- faces (pure) ----------------------------------------------------------------------------
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+CASCADE_WINDOW = 24  # pixels: the frontal-face cascade's detection window
+_local = threading.local()
+
+
+def _cascade() -> Any:
+    """The frontal-face cascade from the OpenCV wheel, one per thread (a classifier is not shared)."""
+    cascade = getattr(_local, "cascade", None)
+    if cascade is None:
+        import cv2
+
+        path = os.path.join(cv2.data.haarcascades, CASCADE_FILE)
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise MediaError(
+                f"cannot load the face cascade {path}",
+                hint="reinstall opencv-python-headless 4.x, whose wheel ships cv2.data.haarcascades",
+            )
+        _local.cascade = cascade
+    return cascade
+
+
+def face_boxes(
+    gray: np.ndarray, *, min_face: float = 0.15, neighbors: int = 5
+) -> list[tuple[int, int, int, int]]:
+    """Frontal faces (x, y, w, h in `gray`'s pixels) at least `min_face` of the frame height tall.
+
+    The frame is scaled so that a face of `min_face` times its height fills the cascade's 24-pixel
+    window (smaller faces cannot be found at that scale, larger ones are), then equalised.
+    """
+    import cv2
+
+    height = max(CASCADE_WINDOW, math.ceil(CASCADE_WINDOW / min_face))
+    scale = height / gray.shape[0]
+    width = max(CASCADE_WINDOW, round(gray.shape[1] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.equalizeHist(cv2.resize(gray, (width, height), interpolation=interpolation))
+    found = _cascade().detectMultiScale(
+        small, scaleFactor=1.1, minNeighbors=neighbors, minSize=(CASCADE_WINDOW, CASCADE_WINDOW)
+    )
+    return [(round(x / scale), round(y / scale), round(w / scale), round(h / scale)) for x, y, w, h in found]
+
+
+def count_faces(gray: np.ndarray, *, min_face: float = 0.15, neighbors: int = 5) -> int:
+    return len(face_boxes(gray, min_face=min_face, neighbors=neighbors))
+
+
+# --- cuts (pure) -----------------------------------------------------------------------------
+SIGNATURE_SIZE = 32
+HIST_BINS = (8, 4, 4)  # hue, saturation, value
+FLAT = 1.0  # gray levels: a thumbnail with less spread than this has no structure to compare
+
+
+@dataclass(frozen=True)
+class Signature:
+    hist: np.ndarray  # normalised HSV histogram
+    thumb: np.ndarray  # 32x32 grayscale thumbnail, mean removed, flattened
+    spread: float  # its standard deviation
+
+
+def frame_signature(rgb: np.ndarray) -> Signature:
+    """A 32x32 summary of an RGB frame: its colour histogram and its coarse grayscale picture."""
+    import cv2
+
+    stride = max(1, min(rgb.shape[:2]) // (4 * SIGNATURE_SIZE))  # a cheap pre-shrink of large frames
+    small = cv2.resize(
+        np.ascontiguousarray(rgb[::stride, ::stride]),
+        (SIGNATURE_SIZE, SIGNATURE_SIZE),
+        interpolation=cv2.INTER_AREA,
+    )
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32).ravel()
+    gray -= gray.mean()
+    return Signature(hist / max(float(hist.sum()), 1.0), gray, float(gray.std()))
+
+
+def change(a: Signature, b: Signature) -> float:
+    """How different two frames are, 0 (same) .. 1: both the colours and the structure must change.
+
+    The smaller of the histogram distance (1 - intersection) and the decorrelation of the thumbnails
+    (1 - Pearson r, clipped to 0..1). When either frame is flat (a black or a plain title card) there is
+    no structure to compare and the histogram distance alone decides.
+    """
+    colours = 1.0 - float(np.minimum(a.hist, b.hist).sum())
+    if a.spread < FLAT or b.spread < FLAT:
+        return max(0.0, colours)
+    r = float(a.thumb @ b.thumb) / (a.thumb.size * a.spread * b.spread)
+    return max(0.0, min(colours, 1.0 - r, 1.0))
+
+
+def cut_score(
+    times: Sequence[float], signatures: Sequence[Signature], transition_seconds: float = 0.5
+) -> float:
+    """The largest change between consecutive frames, or frames `transition_seconds` apart (0..1)."""
+    best, j = 0.0, 0
+    for i in range(1, len(signatures)):
+        best = max(best, change(signatures[i - 1], signatures[i]))
+        if transition_seconds > 0:
+            while j + 1 < i and times[i] - times[j + 1] >= transition_seconds - 1e-6:
+                j += 1
+            if times[i] - times[j] >= transition_seconds - 1e-6:
+                best = max(best, change(signatures[j], signatures[i]))
+    return best
+
+
+# --- overlays (pure) -------------------------------------------------------------------------
+def overlay_found(gray: np.ndarray, rule: OverlayRule) -> bool:
+    """The mask stage's heuristic finds a box in this cropped grayscale frame (cv2's RGB2GRAY)."""
+    return bool(overlay_boxes(gray, rule, full_range=True))
+
+
+# An inset box's sides: straight edges whose mean step (gray levels, over the sampled frames) is at
+# least INSET_STRENGTH and at least INSET_RATIO times the step two pixels either side (a sharp line,
+# not a soft gradient); lines within INSET_BORDER pixels of the frame edge (encoder artefacts) are
+# ignored. A box is 8-50% of the frame's width and height and at most 30% of its area.
+INSET_STRENGTH = 4.0
+INSET_RATIO = 2.0
+INSET_BORDER = 2
+INSET_MIN_SIDE = 0.08
+INSET_MAX_SIDE = 0.5
+INSET_MAX_AREA = 0.3
+INSET_MAX_LINES = 12
+
+
+class EdgeAccumulator:
+    """Mean absolute vertical and horizontal steps of grayscale frames of one size."""
+
+    def __init__(self) -> None:
+        self.rows: np.ndarray | None = None  # (H-1, W): |I[y+1, x] - I[y, x]|
+        self.cols: np.ndarray | None = None  # (H, W-1): |I[y, x+1] - I[y, x]|
+        self.count = 0
+
+    def add(self, gray: np.ndarray) -> None:
+        g = gray.astype(np.int16)
+        rows, cols = np.abs(np.diff(g, axis=0)), np.abs(np.diff(g, axis=1))
+        if self.rows is None or self.cols is None:
+            self.rows, self.cols = rows.astype(np.float32), cols.astype(np.float32)
+        else:
+            self.rows += rows
+            self.cols += cols
+        self.count += 1
+
+    def means(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.rows is None or self.cols is None:
+            return None
+        return self.rows / self.count, self.cols / self.count
+
+
+def _line_pixels(steps: np.ndarray) -> np.ndarray:
+    """Pixels of sharp lines along axis 1 of `steps` (line index along axis 0)."""
+    around = np.zeros_like(steps)
+    around[2:] = steps[:-2]
+    around[:-2] = np.maximum(around[:-2], steps[2:])
+    lines = (steps >= INSET_STRENGTH) & (steps >= INSET_RATIO * around)
+    lines[:INSET_BORDER] = False
+    lines[len(lines) - INSET_BORDER :] = False
+    return lines
+
+
+def _longest_runs(lines: np.ndarray) -> np.ndarray:
+    """The longest run of True along axis 1, per row."""
+    padded = np.zeros((lines.shape[0], lines.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = lines
+    best = np.zeros(lines.shape[0], np.int64)
+    for y in np.flatnonzero(lines.any(axis=1)):
+        edges = np.flatnonzero(np.diff(padded[y]))
+        best[y] = (edges[1::2] - edges[0::2]).max()
+    return best
+
+
+def _candidates(lines: np.ndarray, length: int) -> list[int]:
+    """Line indices holding a straight run of at least INSET_MIN_SIDE of `length`, longest first."""
+    runs = _longest_runs(lines)
+    rows = [int(y) for y in np.argsort(-runs, kind="stable") if runs[y] >= INSET_MIN_SIDE * length]
+    return rows[:INSET_MAX_LINES]
+
+
+def inset_boxes(
+    row_steps: np.ndarray, col_steps: np.ndarray, *, min_coverage: float = 0.8
+) -> list[tuple[int, int, int, int]]:
+    """Static inset boxes (x, y, w, h) from mean absolute steps (see `EdgeAccumulator`).
+
+    A box's sides are frame edges or straight lines; at least one horizontal and one vertical side
+    must be a found line, each covered by line pixels (one pixel of tolerance) on at least
+    `min_coverage` of its length. A picture-in-picture in a corner has two found sides; one floating
+    in the frame has four. A full-width band (a desk edge, a ticker) has no vertical side and is left
+    to the mask heuristic.
+    """
+    height, width = row_steps.shape[0] + 1, row_steps.shape[1]
+    h_lines, v_lines = _line_pixels(row_steps), _line_pixels(col_steps.T)  # v_lines: (W-1, H)
+
+    def tolerant_cumsum(lines: np.ndarray) -> np.ndarray:
+        near = lines.copy()
+        near[1:] |= lines[:-1]
+        near[:-1] |= lines[1:]
+        out = np.zeros((lines.shape[0], lines.shape[1] + 1), np.int32)
+        np.cumsum(near, axis=1, out=out[:, 1:])
+        return out
+
+    h_cum, v_cum = tolerant_cumsum(h_lines), tolerant_cumsum(v_lines)
+    # Coordinates of box edges: frame edges (no line index) and found lines (the edge after line i).
+    ys = [(0, None), *((i + 1, i) for i in _candidates(h_lines, width)), (height, None)]
+    xs = [(0, None), *((i + 1, i) for i in _candidates(v_lines, height)), (width, None)]
+    boxes = []
+    for (top, ti), (bottom, bi) in itertools.combinations(sorted(ys, key=lambda c: c[0]), 2):
+        h = bottom - top
+        if not INSET_MIN_SIDE * height <= h <= INSET_MAX_SIDE * height:
+            continue
+        for (left, li), (right, ri) in itertools.combinations(sorted(xs, key=lambda c: c[0]), 2):
+            w = right - left
+            if (
+                not INSET_MIN_SIDE * width <= w <= INSET_MAX_SIDE * width
+                or w * h > INSET_MAX_AREA * width * height
+            ):
+                continue
+            horizontal = [h_cum[i, right] - h_cum[i, left] for i in (ti, bi) if i is not None]
+            vertical = [v_cum[i, bottom] - v_cum[i, top] for i in (li, ri) if i is not None]
+            if (
+                horizontal
+                and vertical
+                and min(horizontal) >= min_coverage * w
+                and min(vertical) >= min_coverage * h
+            ):
+                boxes.append((left, top, w, h))
+    return boxes
+
+
+# --- silence (pure) --------------------------------------------------------------------------
+SPEECH_BAND = (80.0, 4000.0)  # Hz
+LEVEL_WINDOW = 0.05  # s
+
+
+def _band_gain(freqs: np.ndarray) -> np.ndarray:
+    """1 inside SPEECH_BAND, 0 below half its low edge and above 1.25 times its high edge, cosine
+    tapers between (a brick wall would ring for hundreds of milliseconds around every onset)."""
+    low, high = SPEECH_BAND
+    rise = np.clip((freqs - low / 2) / (low / 2), 0, 1)
+    fall = np.clip((1.25 * high - freqs) / (0.25 * high), 0, 1)
+    return 0.5 - 0.5 * np.cos(np.pi * rise * fall)
+
+
+def speech_levels(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Speech-band RMS level (dBFS, full scale = 1.0) of each 50 ms window of mono `audio`.
+
+    The band is cut out of the whole clip's spectrum (one FFT; rumble below 40 Hz and hiss above 5 kHz
+    do not count as speech, 40-80 Hz and 4-5 kHz count in part), then measured window by window.
+    """
+    n = max(1, round(LEVEL_WINDOW * rate))
+    count = len(audio) // n
+    if count == 0:
+        return np.full(1, -np.inf)
+    spectrum = np.fft.rfft(audio.astype(np.float64))
+    freqs = np.fft.rfftfreq(len(audio), 1.0 / rate)
+    spectrum *= _band_gain(freqs)
+    band = np.fft.irfft(spectrum, n=len(audio))[: count * n].reshape(count, n)
+    power = (band * band).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(power)
+
+
+def voiced_share(audio: np.ndarray, rate: int, silence_db: float = -45.0) -> float:
+    """Share of 50 ms windows whose speech-band level reaches `silence_db`."""
+    return float((speech_levels(audio, rate) >= silence_db).mean())
+
+
+# --- per clip ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipMeasures:
+    """What the detectors measured on one clip; `decide` turns it into flags."""
+
+    frames: int  # kept frames read
+    sampled: int  # frames given to the face, overlay and inset detectors
+    face_counts: tuple[int, ...]  # per sampled frame
+    cut_score: float
+    overlay_share: float  # share of sampled frames where the mask heuristic found a box
+    insets: tuple[tuple[int, int, int, int], ...]
+    voiced_share: float
+    loudest_db: float
+
+    @property
+    def faces(self) -> int:
+        return int(statistics.median_low(self.face_counts)) if self.face_counts else 0
+
+
+def decide(m: ClipMeasures, config: FlagConfig) -> tuple[int, dict[str, bool]]:
+    """(faces, {flag column: raised}) from a clip's measures."""
+    faces = m.faces
+    overlay = config.overlay and (
+        m.overlay_share >= config.overlay_min_share or (config.inset and bool(m.insets))
+    )
+    raised = {
+        "flag_no_face": faces == 0,
+        "flag_many_faces": faces > 1,
+        "flag_cut": m.cut_score >= config.cut_threshold,
+        "flag_overlay": overlay,
+        "flag_silence": m.voiced_share < config.min_voiced,
+    }
+    assert set(raised) == set(Catalog.FLAG_COLUMNS)
+    return faces, raised
+
+
+def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
+    """Run every detector over the clip's kept, cropped window (one decode pass, then the audio)."""
+    import av
+    import cv2
+
+    window = ClipWindow.from_row(ws.root, row)
+    if not window.path.is_file():
+        raise MediaError(f"clip file {row['path']} is missing", hint="run `nwt-data segment --retry-failed`")
+    rule = OverlayRule.for_crop(config.mask, window.crop[3])
+    times: list[float] = []
+    signatures: list[Signature] = []
+    counts: list[int] = []
+    overlays = 0
+    edges = EdgeAccumulator()
+    last_slot = -1
+    try:
+        for t, rgb in kept_frames(window):
+            times.append(t)
+            signatures.append(frame_signature(rgb))
+            # The first frame of each 1/sample_fps slot of the kept window is sampled.
+            slot = math.floor((t - window.trim_start) * config.sample_fps + 1e-6)
+            if slot <= last_slot:
+                continue
+            last_slot = slot
+            gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+            counts.append(count_faces(gray, min_face=config.min_face, neighbors=config.face_neighbors))
+            if config.overlay:
+                overlays += overlay_found(gray, rule)
+                if config.inset:
+                    edges.add(gray)
+    except (av.FFmpegError, ValueError) as err:
+        raise MediaError(f"cannot decode {row['path']}: {err}", hint="the clip file may be damaged") from err
+    if not times:
+        raise MediaError(f"{row['path']}: no frames in the kept window", hint="run `nwt-data segment` again")
+    steps = edges.means()
+    insets = inset_boxes(*steps, min_coverage=config.inset_min_coverage) if steps is not None else []
+
+    if row["has_audio"]:
+        try:
+            audio, rate = kept_audio(window)
+        except (av.FFmpegError, ValueError) as err:
+            raise MediaError(f"cannot read the audio of {row['path']}: {err}") from err
+        levels = speech_levels(audio, rate)
+    else:  # no speech at all
+        levels = np.full(1, -np.inf)
+    return ClipMeasures(
+        frames=len(times),
+        sampled=len(counts),
+        face_counts=tuple(counts),
+        cut_score=round(cut_score(times, signatures, config.transition_seconds), 6),
+        overlay_share=overlays / len(counts),
+        insets=tuple(insets),
+        voiced_share=float((levels >= config.silence_db).mean()),
+        loudest_db=float(levels.max()),
+    )
+
+
+def flag_clip(ws: Workspace, row: Any, config: FlagConfig) -> tuple[int, dict[str, bool]]:
+    """A clip's face count and its raised flags, keyed by the catalog's flag columns."""
+    return decide(measure_clip(ws, row, config), config)
+
+
+# --- the stage ---------------------------------------------------------------------------------
+def select_clips(catalog: Catalog, *, retry_failed: bool, redo: bool) -> list[Any]:
+    if redo:
+        return catalog.clips("status = 'ok'")
+    statuses = "('pending', 'failed')" if retry_failed else "('pending')"
+    return catalog.clips(f"status = 'ok' AND flag_status IN {statuses}")
+
+
+def run_flags(ws: Workspace, catalog: Catalog, config: FlagConfig, console: Console, *,
+              retry_failed: bool = False, redo: bool = False) -> StageReport:  # fmt: skip
+    report = StageReport("flag")
+    rows = select_clips(catalog, retry_failed=retry_failed, redo=redo)
+    report.add("already flagged", 0 if redo else len(catalog.clips("status = 'ok' AND flag_status = 'done'")))
+    if not (retry_failed or redo):
+        for row in catalog.clips("status = 'ok' AND flag_status = 'failed'"):
+            report.failures.append((row["clip_id"], "flag", f"{row['flag_error']} (run with --retry-failed)"))
+
+    def on_done(outcome: Outcome[tuple[int, dict[str, bool]]]) -> None:
+        if outcome.ok and outcome.value is not None:
+            faces, raised = outcome.value
+            catalog.mark_flagged(outcome.key, faces=faces, raised=raised)
+            report.add("clips flagged")
+            report.add("clips with no flag", not any(raised.values()))
+            for column, name in zip(Catalog.FLAG_COLUMNS, FLAG_NAMES, strict=True):
+                report.add(f"raised: {name}", raised[column])
+        else:
+            err = outcome.error
+            assert isinstance(err, NwtError)
+            catalog.mark_flag_failed(outcome.key, error=f"[{err.kind}] {err.one_line()}")
+            report.add("clips failed")
+            report.failures.append((outcome.key, err.kind, err.one_line()))
+
+    with ws.stage_lock("flag"):
+        run_parallel(
+            [(r["clip_id"], r) for r in rows],
+            lambda row: flag_clip(ws, row, config),
+            on_done,
+            workers=config.workers,
+            label="flag",
+            console=console,
+        )
+    return report
