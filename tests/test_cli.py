@@ -12,7 +12,7 @@ from nwt_data.catalog import Catalog
 from nwt_train.cli import app as train_app
 
 
-@pytest.mark.parametrize("command", ["fetch", "segment", "status", "demo"])
+@pytest.mark.parametrize("command", ["fetch", "segment", "flag", "review", "mask", "shard", "status", "demo"])
 def test_every_command_has_help_with_an_example(cli, command: str) -> None:
     result = cli(command, "--help")
     assert result.exit_code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -256,3 +257,14 @@ def test_kept_window_reads_exactly_the_recorded_frames_and_audio(tmp_path: Path,
         audio, rate = kept_audio(window)
         assert rate == 44100
         assert len(audio) == round(clip["duration"] * rate)
+
+
+def test_25fps_at_the_mp4_default_timescale_is_not_rejected(tmp_path: Path, make_video, cli) -> None:
+    # 25 fps H.264 gets the 1/12800 time base; the muxer's shift of each clip is then rounded to a
+    # 78 us video tick, 3.4 samples of 44.1 kHz audio: that rounding is not an audio shift.
+    ep = make_video("ep.mp4", seconds=9, fps="25", gop=50)
+    assert probe(ep).video.time_base == Fraction(1, 12800)
+    _, result, catalog = _fetch_and_segment(cli, tmp_path, {"ep": ep})
+    assert result.exit_code == 0, result.output
+    statuses = [(c["status"], c["reason"]) for c in catalog.clips()]
+    assert statuses[:2] == [("ok", None), ("ok", None)], statuses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nwt_data.cli import demo, fetch, mask, review, segment, shard, status
+from nwt_data.cli import demo, fetch, flag, mask, review, segment, shard, status
 
 app = typer.Typer(
     name="nwt-data",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.command("fetch")(fetch.fetch)
 app.command("segment")(segment.segment)
+app.command("flag")(flag.flag)
 app.command("review")(review.review)
 app.command("mask")(mask.mask)
 app.command("shard")(shard.shard)

@@ -32,7 +32,7 @@ WorkspaceOpt = Annotated[
 DEFAULT_WORKSPACE = Path(DEFAULT_DIR)
 
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-j", min=1, help="Items processed at once [default: CPU count].")
+    int | None, typer.Option("--workers", "-j", min=1, help="Items processed at once \\[default: CPU count].")
 ]
 RetryFailedOpt = Annotated[
     bool, typer.Option("--retry-failed", help="Also retry items that failed in an earlier run.")

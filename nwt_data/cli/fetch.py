@@ -29,7 +29,7 @@ def fetch(
     workers: WorkersOpt = None,
     retries: Annotated[int | None, typer.Option(min=0, help="Retries of throttled/network failures.")] = None,
     max_height: Annotated[
-        int | None, typer.Option(min=1, help="Preferred video height [default: 720].")
+        int | None, typer.Option(min=1, help="Preferred video height \\[default: 720].")
     ] = None,
     retry_failed: RetryFailedOpt = False,
 ) -> None:

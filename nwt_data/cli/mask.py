@@ -25,17 +25,21 @@ from nwt_data.workspace import Workspace
 def mask(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     workers: WorkersOpt = None,
-    threshold: Annotated[int | None, typer.Option(help="Binarisation threshold [default: 185].")] = None,
-    min_area: Annotated[int | None, typer.Option(help="Smallest overlay box area [default: 4000].")] = None,
-    max_area: Annotated[int | None, typer.Option(help="Largest overlay box area [default: 100000].")] = None,
-    min_height: Annotated[int | None, typer.Option(help="Smallest overlay box height [default: 80].")] = None,
+    threshold: Annotated[int | None, typer.Option(help="Binarisation threshold \\[default: 185].")] = None,
+    min_area: Annotated[int | None, typer.Option(help="Smallest overlay box area \\[default: 4000].")] = None,
+    max_area: Annotated[
+        int | None, typer.Option(help="Largest overlay box area \\[default: 100000].")
+    ] = None,
+    min_height: Annotated[
+        int | None, typer.Option(help="Smallest overlay box height \\[default: 80].")
+    ] = None,
     gop: Annotated[
-        int | None, typer.Option(min=1, help="Keyframe interval of the stored video [default: 10].")
+        int | None, typer.Option(min=1, help="Keyframe interval of the stored video \\[default: 10].")
     ] = None,
     include_unreviewed: Annotated[
         bool | None,
         typer.Option(
-            "--include-unreviewed/--accepted-only", help="Also prepare unreviewed clips [default: yes]."
+            "--include-unreviewed/--accepted-only", help="Also prepare unreviewed clips \\[default: yes]."
         ),
     ] = None,
     retry_failed: RetryFailedOpt = False,

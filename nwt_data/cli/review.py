@@ -29,7 +29,7 @@ def default_reviewer() -> str:
 def review(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     reviewer: Annotated[
-        str | None, typer.Option(help="Your name in the catalog [default: $NWT_REVIEWER or your login].")
+        str | None, typer.Option(help="Your name in the catalog \\[default: $NWT_REVIEWER or your login].")
     ] = None,
     filter: Annotated[str, typer.Option(help=f"Start with this queue: {', '.join(FILTERS)}.")] = "unreviewed",
     flagged_first: Annotated[bool, typer.Option(help="Put clips with automatic flags first.")] = False,

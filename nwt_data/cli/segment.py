@@ -29,10 +29,12 @@ def segment(
         str | None,
         typer.Option(help="paper (507,8,623,712@1280x720), center, none, X,Y,W,H or X,Y,W,H@WxH."),
     ] = None,
-    segment_time: Annotated[float | None, typer.Option(help="ffmpeg -segment_time [default: 4].")] = None,
-    trim: Annotated[float | None, typer.Option(help="Seconds trimmed from each end [default: 0.25].")] = None,
+    segment_time: Annotated[float | None, typer.Option(help="ffmpeg -segment_time \\[default: 4].")] = None,
+    trim: Annotated[
+        float | None, typer.Option(help="Seconds trimmed from each end \\[default: 0.25].")
+    ] = None,
     min_duration: Annotated[
-        float | None, typer.Option(help="Clips this long or shorter are too short [default: 2].")
+        float | None, typer.Option(help="Clips this long or shorter are too short \\[default: 2].")
     ] = None,
     episode: Annotated[list[str] | None, typer.Option("--episode", "-e", help="Only these episodes.")] = None,
     retry_failed: RetryFailedOpt = False,

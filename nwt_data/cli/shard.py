@@ -17,9 +17,9 @@ from nwt_data.workspace import Workspace
 def shard(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     shard_size: Annotated[
-        str | None, typer.Option(help="Roll over to a new shard at this size [default: 1GB].")
+        str | None, typer.Option(help="Roll over to a new shard at this size \\[default: 1GB].")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the train/val/test split [default: 0].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the train/val/test split \\[default: 0].")] = None,
 ) -> None:
     """Split prepared clips 90/5/5 inside every episode and pack them into WebDataset shards.
 

@@ -118,7 +118,9 @@ def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTim
         if has_audio and seg.audio is not None:
             av_offset = seg.audio.start - seg.video.start
             audio_span = (seg.audio.start + float(offset), seg.audio.end + float(offset))
-            if src_audio is not None and not _lands_on(seg.audio, float(offset), source.audio, src_audio):
+            resolution = float(max(src.time_base, seg.video.time_base, seg.audio.time_base))
+            if src_audio is not None and not _lands_on(seg.audio, float(offset), source.audio, src_audio,
+                                                       resolution):  # fmt: skip
                 problem = problem or "audio packets are shifted against the source"
         timings.append(
             ClipTiming(
@@ -141,15 +143,21 @@ def _tick_set(packets: Packets) -> np.ndarray:
     return np.unique(packets.pts)
 
 
-def _lands_on(clip_audio: Packets, offset: float, src_audio: Packets | None, src_ticks: np.ndarray) -> bool:
+def _lands_on(clip_audio: Packets, offset: float, src_audio: Packets | None, src_ticks: np.ndarray,
+              resolution: float) -> bool:  # fmt: skip
+    """Whether every clip audio packet, moved by `offset`, starts where a source packet starts.
+
+    `offset` comes from video timestamps, so it is only exact to a video tick: the muxer's shift is
+    rounded to one (78 us at 1/12800), a few audio samples. `resolution` is that granularity.
+    """
     assert src_audio is not None
-    ticks = np.rint((clip_audio.pts * float(clip_audio.time_base) + offset) / float(src_audio.time_base))
-    ticks = ticks.astype(np.int64)
+    tick = float(src_audio.time_base)
+    ticks = np.rint((clip_audio.pts * float(clip_audio.time_base) + offset) / tick).astype(np.int64)
     # src_ticks is sorted: compare each tick with its neighbours there (O(n log n), not a scan).
     right = np.clip(np.searchsorted(src_ticks, ticks), 0, len(src_ticks) - 1)
     left = np.clip(right - 1, 0, len(src_ticks) - 1)
     near = np.minimum(np.abs(src_ticks[right] - ticks), np.abs(src_ticks[left] - ticks))
-    return bool((near <= 1).all())
+    return bool((near * tick <= resolution + 1.5 * tick).all())
 
 
 def clip_rows(episode_id: str, timings: list[ClipTiming], source: MediaInfo, config: SegmentConfig,
