@@ -263,3 +263,26 @@ def test_every_loader_worker_yields_the_same_count(studio_workspace: Path) -> No
     assert len(keys) == 10  # with_epoch caps each worker at 5, so both yielded 5
     ordered = list(clip_windows(dataset, "train", frames=30))  # evaluation: one ordered pass
     assert len(ordered) == dataset.num_samples("train")
+
+
+def test_mask_and_shard_follow_review_decisions(tmp_path: Path, make_video, cli) -> None:
+    from nwt_data.review.session import write_decision
+
+    ws = tmp_path / "ws"
+    video = make_video("a.mp4", seconds=12.2, fps="30", gop=60, width=320, height=180)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\nep,{video}\n")
+    _run(cli, "fetch", manifest, "-w", ws)
+    _run(cli, "segment", "-w", ws)
+    catalog = Catalog(ws / "catalog.sqlite")
+    first, second, third = (c["clip_id"] for c in catalog.clips("status = 'ok'"))
+    write_decision(catalog, first, "accepted", None, None, "ann")
+    write_decision(catalog, second, "rejected", "holds_object", None, "ann")
+    _run(cli, "mask", "-w", ws, "--accepted-only")
+    assert {c["clip_id"] for c in catalog.clips("mask_status = 'done'")} == {first}
+    _run(cli, "mask", "-w", ws)  # unreviewed clips too, never the rejected one
+    assert {c["clip_id"] for c in catalog.clips("mask_status = 'done'")} == {first, third}
+    _run(cli, "shard", "-w", ws)
+    dataset = json.loads((ws / "shards" / "dataset.json").read_text())
+    assert sum(dataset["samples"].values()) == 2
+    assert catalog.clips("clip_id = ?", (second,))[0]["shard"] is None
