@@ -23,6 +23,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 
+# Imported before any app starts: textual-image asks the terminal for its graphics support and cell
+# size on import, and once Textual owns the terminal the answer would arrive as key presses.
+from textual_image.widget import Image
+
 from nwt_data.errors import NwtError
 from nwt_data.media.clip import ClipWindow, kept_frames
 from nwt_data.review.session import FILTERS, REASONS, ReviewSession
@@ -138,8 +142,6 @@ class ReviewApp(App[None]):
 
     # --- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        from textual_image.widget import Image
-
         yield Header()
         with Horizontal(id="body"):
             yield Image(id="frame")
