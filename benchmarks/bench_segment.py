@@ -124,7 +124,7 @@ def fresh_workspace(root: Path, source: Path) -> tuple[Workspace, Catalog, Path]
     catalog = Catalog(ws.catalog_path)
     catalog.add_episode(EpisodeSource(episode_id, str(source), "file", None, {}))
     catalog.mark_fetched(episode_id, path=ws.relative(target), size=target.stat().st_size, sha256="-",
-                         downloader="bench", probe={})  # fmt: skip
+                         downloader="bench", probe={}, attempts=1)  # fmt: skip
     return ws, catalog, target
 
 
