@@ -67,8 +67,12 @@ async def _pilot_scenario(ws: Path) -> None:
         assert app.session.current_id == queue[2]
         await pilot.press("4")  # reject clip 3 for an overlay instead
         await _wait_for_frame(app, pilot, queue[3])
-        await pilot.press("space", "full_stop", "full_stop")  # pause, step two frames
-        assert app.frame_index == 2 and not app.playing
+        assert app.playing  # a shown clip plays by itself
+        await pilot.press("space")  # pause...
+        paused_at = app.frame_index
+        assert not app.playing
+        await pilot.press("full_stop", "full_stop", "comma")  # ...step two frames forward, one back
+        assert app.frame_index == paused_at + 1 and not app.playing
         await pilot.press("f")  # filter: flagged (none computed) -> empty
         assert app.session.filter == "flagged" and app.session.current_id is None
         await pilot.press("f")  # rejected
