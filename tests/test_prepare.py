@@ -286,3 +286,24 @@ def test_mask_and_shard_follow_review_decisions(tmp_path: Path, make_video, cli)
     dataset = json.loads((ws / "shards" / "dataset.json").read_text())
     assert sum(dataset["samples"].values()) == 2
     assert catalog.clips("clip_id = ?", (second,))[0]["shard"] is None
+
+
+def test_integer_pcm_stereo_audio_is_read_at_the_right_scale_and_pitch(tmp_path: Path, cli) -> None:
+    from nwt_data.media.ffmpeg import run_ffmpeg
+
+    source = tmp_path / "pcm.mov"  # a camera-style file: 16-bit PCM stereo, 48 kHz
+    run_ffmpeg(["-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30:duration=6",
+                "-f", "lavfi", "-i", "sine=f=440:d=6:sample_rate=48000", "-ac", "2",
+                "-c:v", "libx264", "-g", "30", "-c:a", "pcm_s16le", str(source)])  # fmt: skip
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\npcm,{source}\n")
+    ws = tmp_path / "ws"
+    _run(cli, "fetch", manifest, "-w", ws)
+    _run(cli, "segment", "-w", ws)
+    _run(cli, "mask", "-w", ws)
+    clip = Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")[0]
+    audio = np.load(ws / clip["prepared_path"] / "audio.npy").astype(np.float32) / 32768
+    rms = float(np.sqrt(np.mean(audio**2)))
+    assert 0.05 < rms < 0.2  # lavfi's sine is at 1/8 full scale: rms 0.088, not clipped noise
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 24000 / len(audio) - 440) < 3

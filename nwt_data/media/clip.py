@@ -117,6 +117,9 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
             raise ValueError("the clip file has no audio stream")
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
+        # Whatever the codec gives (planar or interleaved, float or integer PCM), swresample turns it
+        # into mono float in [-1, 1] at the same rate, so no delay is added.
+        mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
         chunks: list[np.ndarray] = []
         first: float | None = None
         for frame in container.decode(stream):
@@ -124,9 +127,8 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
                 continue
             if first is None:
                 first = frame.time + window.clip_offset
-            chunks.append(
-                frame.to_ndarray().astype(np.float32).reshape(len(frame.layout.channels), -1).mean(0)
-            )
+            chunks.extend(f.to_ndarray().reshape(-1) for f in mono.resample(frame))
+        chunks.extend(f.to_ndarray().reshape(-1) for f in mono.resample(None))
     if first is None:
         raise ValueError(f"{window.path.name}: no decodable audio")
     samples = np.concatenate(chunks)
