@@ -53,6 +53,11 @@ class Dataset:
     def shard_urls(self, split: str) -> list[str]:
         return [str(self.root / s["name"]) for s in self.description["shards"] if s["split"] == split]
 
+    @property
+    def excluded(self) -> frozenset[str]:
+        """Clips rejected in review after they were sharded: the loader skips them."""
+        return frozenset(self.description.get("excluded", []))
+
     def num_samples(self, split: str) -> int:
         return int(self.description["samples"].get(split, 0))
 
@@ -128,15 +133,15 @@ def clip_windows(
     urls = dataset.shard_urls(split)
     if not urls:
         raise ValueError(f"split {split!r} has no shards in {dataset.root}")
-    rng = random.Random(seed)
-    window = _WindowStage(frames, with_mel, seed)
+    window = _WindowStage(frames, with_mel, seed, dataset.excluded)
     if samples_per_worker is None:
         stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     else:
-        stages = [wds.ResampledShards(urls, seed=rng.randrange(2**31), deterministic=True)]
+        # deterministic=True seeds each worker of each rank differently (wds.pytorch_worker_seed).
+        stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
     stages += [
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
-        wds.shuffle(shuffle_buffer, rng=random.Random(seed)) if shuffle_buffer else _identity,
+        _Shuffle(shuffle_buffer, seed) if shuffle_buffer else _identity,
         window,
     ]
     pipeline = wds.DataPipeline(*stages)
@@ -149,19 +154,45 @@ def _identity(source: Iterator[Any]) -> Iterator[Any]:
     yield from source
 
 
-class _WindowStage:
-    """A pipeline stage that turns samples into windows, skipping (and counting) bad ones."""
+def _stream_rng(seed: int) -> random.Random:
+    """An RNG of its own for every worker of every rank, made where the stream runs."""
+    import webdataset as wds
 
-    def __init__(self, frames: int, with_mel: bool, seed: int) -> None:
-        self.frames, self.with_mel, self.seed = frames, with_mel, seed
+    return random.Random(seed * 1_000_003 + wds.utils.pytorch_worker_seed())
+
+
+class _Shuffle:
+    """Shuffle within a buffer, with the RNG of the worker (and rank) it runs in."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+
+    def __call__(self, source: Iterator[Any]) -> Iterator[Any]:
+        rng, buffer = _stream_rng(self.seed), []
+        for item in source:
+            buffer.append(item)
+            if len(buffer) >= self.size:
+                yield buffer.pop(rng.randrange(len(buffer)))
+        rng.shuffle(buffer)
+        yield from buffer
+
+
+class _WindowStage:
+    """A pipeline stage that turns samples into windows, skipping (with a warning) bad ones."""
+
+    def __init__(self, frames: int, with_mel: bool, seed: int, excluded: frozenset[str]) -> None:
+        self.frames, self.with_mel, self.seed, self.excluded = frames, with_mel, seed, excluded
 
     def __call__(self, source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        info = torch.utils.data.get_worker_info()
-        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        import warnings
+
+        import av
+
+        rng = _stream_rng(self.seed + 1)
         for sample in source:
+            if sample.get("__key__") in self.excluded:
+                continue
             try:
                 yield clip_window(sample, self.frames, self.with_mel, rng)
-            except (ValueError, KeyError) as err:
-                import warnings
-
+            except (ValueError, KeyError, av.FFmpegError) as err:
                 warnings.warn(f"skipping sample {sample.get('__key__')}: {err}", stacklevel=2)

@@ -250,6 +250,18 @@ def test_clip_without_audio_at_mask_time_is_a_clear_error(tmp_path: Path, make_v
     assert Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")
 
 
+def test_each_rank_draws_its_own_windows(studio_workspace: Path, monkeypatch) -> None:
+    dataset = Dataset.open(studio_workspace / "shards")
+    streams = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        pipeline = clip_windows(dataset, "train", frames=30, samples_per_worker=6, shuffle_buffer=4, seed=3)
+        streams.append([(w["key"], w["start"]) for w in pipeline])
+    assert len(streams[0]) == len(streams[1]) == 6
+    assert streams[0] != streams[1]
+
+
 def test_every_loader_worker_yields_the_same_count(studio_workspace: Path) -> None:
     """Resampled shards with a fixed epoch: workers (and torchrun ranks) never run dry unevenly."""
     import torch
@@ -259,8 +271,9 @@ def test_every_loader_worker_yields_the_same_count(studio_workspace: Path) -> No
     assert len(dataset.shard_urls("train")) == 1
     pipeline = clip_windows(dataset, "train", frames=30, samples_per_worker=5, shuffle_buffer=4)
     loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=2)
-    keys = [item["key"] for item in loader]
-    assert len(keys) == 10  # with_epoch caps each worker at 5, so both yielded 5
+    items = [(item["key"], item["start"]) for item in loader]
+    assert len(items) == 10  # with_epoch caps each worker at 5, so both yielded 5
+    assert items[0::2] != items[1::2]  # the two workers draw their own windows
     ordered = list(clip_windows(dataset, "train", frames=30))  # evaluation: one ordered pass
     assert len(ordered) == dataset.num_samples("train")
 
@@ -286,6 +299,37 @@ def test_mask_and_shard_follow_review_decisions(tmp_path: Path, make_video, cli)
     dataset = json.loads((ws / "shards" / "dataset.json").read_text())
     assert sum(dataset["samples"].values()) == 2
     assert catalog.clips("clip_id = ?", (second,))[0]["shard"] is None
+    # A clip rejected after it was sharded: the shard stays, the loader skips it, shard says so.
+    write_decision(catalog, third, "rejected", "title_transition", None, "bob")
+    result = cli("shard", "-w", ws)
+    assert result.exit_code == 0 and "rejected in review" in result.output
+    loaded = Dataset.open(ws / "shards")
+    assert loaded.excluded == {third}
+    keys = [w["key"] for split in ("train", "val", "test") if loaded.shard_urls(split)
+            for w in clip_windows(loaded, split, frames=30)]  # fmt: skip
+    assert keys == [first]
+
+
+def test_shard_survives_a_missing_prepared_clip(tmp_path: Path, make_video, cli) -> None:
+    ws = tmp_path / "ws"
+    video = make_video("a.mp4", seconds=12.2, fps="30", gop=60, width=320, height=180)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\nep,{video}\n")
+    for stage in (("fetch", manifest), ("segment",), ("mask",)):
+        _run(cli, *stage, "-w", ws)
+    catalog = Catalog(ws / "catalog.sqlite")
+    lost = catalog.clips("mask_status = 'done'")[0]
+    (ws / lost["prepared_path"] / "video.mp4").unlink()
+    result = cli("shard", "-w", ws)
+    assert result.exit_code == 1
+    assert f"✗ {lost['clip_id']} [media] prepared files missing" in " ".join(result.output.split())
+    assert (
+        Catalog(ws / "catalog.sqlite").clips("clip_id = ?", (lost["clip_id"],))[0]["mask_status"] == "failed"
+    )
+    assert sum(json.loads((ws / "shards" / "dataset.json").read_text())["samples"].values()) == 2
+    _run(cli, "mask", "-w", ws, "--retry-failed")  # the hint works: prepare again, shard again
+    _run(cli, "shard", "-w", ws)
+    assert sum(json.loads((ws / "shards" / "dataset.json").read_text())["samples"].values()) == 3
 
 
 def test_integer_pcm_stereo_audio_is_read_at_the_right_scale_and_pitch(tmp_path: Path, cli) -> None:

@@ -100,21 +100,34 @@ def sample_size(sample: dict[str, Any]) -> int:
     return sum(len(v) + 1024 for k, v in sample.items() if not k.startswith("__"))  # + tar headers
 
 
-def write_shard(path: Path, samples: Iterable[dict[str, Any]]) -> tuple[int, str]:
-    """Write a tar shard through a temporary name; return (bytes, sha256)."""
-    import webdataset as wds
+class ShardWriter:
+    """One tar shard being written under a temporary name; samples stream through, none are held."""
 
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as f:
-        with wds.TarWriter(f, encoder=False, mtime=0.0) as sink:
-            for sample in samples:
-                sink.write(sample)
-        f.flush()
-        os.fsync(f.fileno())
-    digest = sha256_of(tmp)
-    os.replace(tmp, path)
-    fsync_folder(path.parent)
-    return path.stat().st_size, digest
+    def __init__(self, path: Path) -> None:
+        import webdataset as wds
+
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.partial")
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()
+        self.sink = wds.TarWriter(self.file, encoder=False, mtime=0.0)
+        self.size = 0
+        self.keys: list[str] = []
+
+    def write(self, sample: dict[str, Any]) -> None:
+        self.sink.write(sample)
+        self.size += sample_size(sample)
+        self.keys.append(sample["__key__"])
+
+    def finish(self) -> tuple[int, str]:
+        """Close, flush to disk, hash and rename into place; return (bytes, sha256)."""
+        self.sink.close()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        digest = sha256_of(self.tmp)
+        os.replace(self.tmp, self.path)
+        fsync_folder(self.path.parent)
+        return self.path.stat().st_size, digest
 
 
 def next_index(existing: Iterable[str], split: str) -> int:
@@ -165,6 +178,13 @@ def dataset_description(catalog: Catalog, config: ShardConfig, video: dict[str, 
             "test_fraction": config.test_fraction,
         },
         "sample_keys": ["mp4", "audio.npy", "mel.npy", "json"],
+        # Shards are never rewritten: clips rejected after sharding are listed for the loader to skip.
+        "excluded": [
+            r[0]
+            for r in catalog.conn.execute(
+                "SELECT clip_id FROM clips WHERE shard IS NOT NULL AND review = 'rejected' ORDER BY clip_id"
+            )
+        ],
     }
 
 
@@ -191,25 +211,27 @@ def run_shard(ws: Workspace, catalog: Catalog, config: ShardConfig, console: Con
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("shard", total=len(todo))
             for split in SPLITS:
-                clips = [c for c in todo if c["split"] == split]
                 index = next_index(existing, split)
-                while clips:
-                    batch, size = [], 0
-                    samples = []
-                    while clips:
-                        sample = read_sample(ws, clips[0], episodes[clips[0]["episode_id"]])
-                        if batch and size + sample_size(sample) > config.shard_size:
-                            break
-                        batch.append(clips.pop(0))
-                        samples.append(sample)
-                        size += sample_size(sample)
-                    name = f"{split}-{index:06d}.tar"
-                    nbytes, digest = write_shard(ws.shards_dir / name, samples)
-                    catalog.record_shard(name, split, [c["clip_id"] for c in batch], nbytes, digest)
-                    report.add(f"new {split} shards")
-                    report.add(f"{split} clips written", len(batch))
-                    progress.update(task, advance=len(batch))
-                    index += 1
+                writer: ShardWriter | None = None
+                for clip in (c for c in todo if c["split"] == split):
+                    progress.update(task, advance=1)
+                    try:
+                        sample = read_sample(ws, clip, episodes[clip["episode_id"]])
+                    except OSError as err:
+                        message = f"prepared files missing or unreadable: {err.strerror or err}"
+                        hint = "run `nwt-data mask --retry-failed`, then shard again"
+                        catalog.mark_mask_failed(clip["clip_id"], kind="media", error=f"{message} ({hint})")
+                        report.failures.append((clip["clip_id"], "media", f"{message} ({hint})"))
+                        continue
+                    if writer is not None and writer.size + sample_size(sample) > config.shard_size:
+                        _close(writer, split, catalog, report)
+                        writer = None
+                    if writer is None:
+                        writer = ShardWriter(ws.shards_dir / f"{split}-{index:06d}.tar")
+                        index += 1
+                    writer.write(sample)
+                if writer is not None:
+                    _close(writer, split, catalog, report)
         mask_run = catalog.conn.execute(
             "SELECT config FROM runs WHERE command = 'mask' ORDER BY run_id DESC LIMIT 1"
         ).fetchone()
@@ -220,4 +242,13 @@ def run_shard(ws: Workspace, catalog: Catalog, config: ShardConfig, console: Con
         write_atomic(ws.shards_dir / "dataset.json", json.dumps(description, indent=2).encode())
     for split in SPLITS:
         report.counts.setdefault(f"{split} clips written", 0)
+    if description["excluded"]:
+        report.add("sharded, then rejected in review (the loader skips them)", len(description["excluded"]))
     return report
+
+
+def _close(writer: ShardWriter, split: str, catalog: Catalog, report: StageReport) -> None:
+    nbytes, digest = writer.finish()
+    catalog.record_shard(writer.path.name, split, writer.keys, nbytes, digest)
+    report.add(f"new {split} shards")
+    report.add(f"{split} clips written", len(writer.keys))
