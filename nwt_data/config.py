@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,6 +217,30 @@ def to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
+def _check_type(section: str, name: str, value: Any, expected: Any) -> None:
+    """A value from nwt.toml must have the field's type ('no' is not a boolean)."""
+    checks: list[tuple[bool, str]] = [
+        (name == "shard_size", "a whole number of bytes or text such as '1GB'"),
+        (expected is bool, "true or false"),
+        (expected is int, "a whole number"),
+        (expected is float, "a number"),
+        (expected is CropSpec, "text such as 'paper' or 'center'"),
+    ]
+    wanted = next((what for applies, what in checks if applies), None)
+    ok = {
+        "a whole number of bytes or text such as '1GB'": isinstance(value, (int, str)),
+        "true or false": isinstance(value, bool),
+        "a whole number": isinstance(value, int),
+        "a number": isinstance(value, (int, float)),
+        "text such as 'paper' or 'center'": isinstance(value, str),
+    }.get(wanted, True)
+    if wanted and (not ok or (isinstance(value, bool) and wanted != "true or false")):
+        raise ConfigError(
+            f"[{section}] {name} = {value!r} in nwt.toml must be {wanted}",
+            hint="fix the value or delete the line to use the default",
+        )
+
+
 def build(cls: type, section: str, file_values: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """Make a config of `cls` from the workspace file's table and the non-None CLI overrides."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -225,6 +250,9 @@ def build(cls: type, section: str, file_values: dict[str, Any], overrides: dict[
             f"unknown key(s) {', '.join(unknown)} in the [{section}] table of nwt.toml",
             hint=f"known keys: {', '.join(sorted(names))}",
         )
+    hints = typing.get_type_hints(cls)
+    for name, value in file_values.items():
+        _check_type(section, name, value, hints[name])
     values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
     if isinstance(values.get("crop"), str):
         values["crop"] = CropSpec.parse(values["crop"])

@@ -51,7 +51,7 @@ def test_workspace_from_environment_and_config_layers(tmp_path: Path, make_video
     assert counts["fetch (episodes)"] == {"done": 1}
     assert counts["segment (episodes)"] == {"done": 1}
     assert counts["clips"] == {"ok": 2, "too_short": 1}
-    assert counts["review (clips)"] == {"unreviewed": 3}
+    assert counts["review (usable clips)"] == {"unreviewed": 2}
     table = cli("status")
     assert table.exit_code == 0 and "too_short" in table.output
 
@@ -76,3 +76,33 @@ def test_commands_on_a_missing_workspace_say_what_to_do(tmp_path: Path, cli) -> 
     assert result.exit_code == 2
     assert "no workspace at" in result.output and "nwt-data fetch" in result.output
     assert not (tmp_path / "nothing-here").exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "message"),
+    [
+        (
+            "mask",
+            'include_unreviewed = "no"',
+            "[mask] include_unreviewed = 'no' in nwt.toml must be true or false",
+        ),
+        (
+            "shard",
+            "shard_size = 5e8",
+            "[shard] shard_size = 500000000.0 in nwt.toml must be a whole number of bytes",
+        ),
+        ("mask", 'workers = "4"', "[mask] workers = '4' in nwt.toml must be a whole number"),
+        ("segment", "crop = 5", "[segment] crop = 5 in nwt.toml must be text"),
+    ],
+)
+def test_wrongly_typed_config_values_are_refused(
+    tmp_path: Path, cli, table: str, line: str, message: str
+) -> None:
+    ws = tmp_path / "ws"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("episode_id,url\n")
+    cli("fetch", manifest, "-w", ws)
+    (ws / "nwt.toml").write_text(f"[{table}]\n{line}\n")
+    result = cli(table, "-w", ws)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())

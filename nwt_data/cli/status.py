@@ -15,7 +15,10 @@ from nwt_data.workspace import Workspace
 
 def stage_counts(catalog: Catalog) -> dict[str, dict[str, int]]:
     """Per-stage counts: episodes by fetch and segment status, clips by status and review."""
-    review = {("unreviewed" if k == "None" else k): n for k, n in catalog.counts("clips", "review").items()}
+    review_rows = catalog.conn.execute(
+        "SELECT COALESCE(review, 'unreviewed'), COUNT(*) FROM clips WHERE status = 'ok' GROUP BY 1"
+    )
+    review = {str(k): int(n) for k, n in review_rows}
     fetch_failed = catalog.conn.execute(
         "SELECT fetch_error_kind AS k, COUNT(*) AS n FROM episodes WHERE fetch_status = 'failed'"
         " GROUP BY fetch_error_kind"
@@ -32,7 +35,7 @@ def stage_counts(catalog: Catalog) -> dict[str, dict[str, int]]:
         "fetch (episodes)": fetch,
         "segment (episodes)": catalog.counts("episodes", "segment_status"),
         "clips": catalog.counts("clips", "status"),
-        "review (clips)": review,
+        "review (usable clips)": review,
         "mask (usable clips)": {str(k): int(n) for k, n in mask},
         "shard (clips)": {str(k): int(n) for k, n in shard},
     }

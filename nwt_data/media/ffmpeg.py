@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from nwt_data.errors import FfmpegError
 
@@ -28,14 +29,25 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+_PRCTL: Any = None
+
+
+@functools.cache
+def _prctl() -> Any:
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # A `kill -9` of nwt-data must not leave ffmpeg children writing into the workspace.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    # A `kill -9` of nwt-data must not leave ffmpeg children writing into the workspace. prctl was
+    # looked up in the parent: loading a library here, after fork in a threaded process, can hang.
+    _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_ffmpeg(args: Sequence[str], *, timeout: float | None = None) -> str:
     """Run ffmpeg with `args` (everything after the binary); return stderr, raise FfmpegError."""
+    global _PRCTL
+    if sys.platform == "linux" and _PRCTL is None:
+        _PRCTL = _prctl()
     argv = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *args]
     try:
         proc = subprocess.run(

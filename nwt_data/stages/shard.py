@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -42,7 +43,7 @@ def assign_splits(clips: dict[str, str | None], seed: int, val: float, test: flo
     one of each. New clips fill what val and test lack, in seeded-hash order; the rest go to train.
     """
     n = len(clips)
-    targets = {"val": round(n * val), "test": round(n * test)}
+    targets = {"val": math.floor(n * val + 0.5), "test": math.floor(n * test + 0.5)}  # halves round up
     if n >= 20:
         targets = {k: max(1, v) for k, v in targets.items()}
     have = defaultdict(int)
