@@ -268,3 +268,23 @@ def test_25fps_at_the_mp4_default_timescale_is_not_rejected(tmp_path: Path, make
     assert result.exit_code == 0, result.output
     statuses = [(c["status"], c["reason"]) for c in catalog.clips()]
     assert statuses[:2] == [("ok", None), ("ok", None)], statuses
+
+
+def test_redo_resegments_an_episode_until_people_depend_on_it(tmp_path: Path, make_video, cli) -> None:
+    from nwt_data.review.session import write_decision
+
+    square = make_video("square.mp4", width=256, height=256, seconds=9, gop=60)
+    ws, result, catalog = _fetch_and_segment(cli, tmp_path, {"sq": square}, "--crop", "none")
+    assert result.exit_code == 0
+    assert catalog.clips()[0]["crop_w"] == 256
+    nudge = cli("segment", "-w", ws, "--crop", "center")
+    assert "segmented with other settings" in nudge.output
+    assert cli("segment", "-w", ws, "--redo").exit_code == 2  # --redo needs --episode
+    redone = cli("segment", "-w", ws, "--crop", "center", "--redo", "-e", "sq")
+    assert redone.exit_code == 0, redone.output
+    catalog = Catalog(ws / "catalog.sqlite")
+    assert catalog.clips()[0]["crop_w"] == 224
+    write_decision(catalog, catalog.clips()[0]["clip_id"], "accepted", None, None, "ann")
+    refused = cli("segment", "-w", ws, "--crop", "none", "--redo", "-e", "sq")
+    assert refused.exit_code == 1 and "reviewed or sharded" in " ".join(refused.output.split())
+    assert Catalog(ws / "catalog.sqlite").clips()[0]["crop_w"] == 224

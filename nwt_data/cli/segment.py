@@ -17,6 +17,7 @@ from nwt_data.cli.common import (
     handle_errors,
     print_report,
 )
+from nwt_data.errors import ConfigError
 from nwt_data.stages.segment import run_segment
 from nwt_data.workspace import Workspace
 
@@ -38,6 +39,10 @@ def segment(
     ] = None,
     episode: Annotated[list[str] | None, typer.Option("--episode", "-e", help="Only these episodes.")] = None,
     retry_failed: RetryFailedOpt = False,
+    redo: Annotated[
+        bool,
+        typer.Option(help="Segment the --episode ones again (refused once clips are reviewed or sharded)."),
+    ] = False,
 ) -> None:
     """Split fetched episodes at keyframes (stream copy), record crop box and trim per clip.
 
@@ -46,12 +51,16 @@ def segment(
 
     [bold]Example:[/] nwt-data segment --workspace lwt --crop paper
     """
+    if redo and not episode:
+        raise ConfigError(
+            "--redo needs --episode ID (one or more)", hint="name the episodes to segment again"
+        )
     ws = Workspace.open(workspace, create=False)
     config = cfg.build(cfg.SegmentConfig, "segment", ws.config_table("segment"),
                        {"workers": workers, "crop": crop, "segment_time": segment_time, "trim": trim,
                         "min_duration": min_duration})  # fmt: skip
     catalog = Catalog(ws.catalog_path)
     run_id = catalog.start_run("segment", cfg.to_dict(config))
-    report = run_segment(ws, catalog, config, console, retry_failed=retry_failed, episodes=episode)
+    report = run_segment(ws, catalog, config, console, retry_failed=retry_failed, episodes=episode, redo=redo)
     catalog.finish_run(run_id, report.counts)
     print_report(report)

@@ -218,7 +218,10 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
 
     window = ClipWindow.from_row(ws.root, row)
     if not window.path.is_file():
-        raise MediaError(f"clip file {row['path']} is missing", hint="run `nwt-data segment --retry-failed`")
+        raise MediaError(
+            f"clip file {row['path']} is missing",
+            hint=f"run `nwt-data segment --redo -e {row['episode_id']}`",
+        )
     times = output_times(window.trim_start, row["duration"])
     n = len(times)
     processor = FrameProcessor(window.crop, OverlayRule.for_crop(config, window.crop[3]))
@@ -239,7 +242,7 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
             except (av.FFmpegError, ValueError) as err:
                 raise MediaError(
                     f"cannot decode {row['path']}: {av_error_text(err)}",
-                    hint="the clip file is damaged; check the disk, then run `nwt-data mask --retry-failed`",
+                    hint=f"the clip file is damaged: run `nwt-data segment --redo -e {row['episode_id']}`",
                 ) from err
         try:
             audio, rate = audio_span(window, window.trim_start, n / VIDEO_FPS)

@@ -13,6 +13,7 @@ and review shows the same cropped, trimmed window.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -246,20 +247,42 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
 
 
 # --- the stage ---------------------------------------------------------------------------------
+def _can_redo(catalog: Catalog, episode_id: str, report: StageReport) -> bool:
+    """Re-segmenting replaces an episode's clips: never once people or shards depend on them."""
+    used = catalog.conn.execute(
+        "SELECT COUNT(*) FROM clips WHERE episode_id = ? AND (review IS NOT NULL OR shard IS NOT NULL)",
+        (episode_id,),
+    ).fetchone()[0]
+    if used:
+        message = f"{used} of its clips are reviewed or sharded; not re-segmenting"
+        report.failures.append((episode_id, "redo", f"{message} (export the review, or use a new workspace)"))
+    return not used
+
+
 def run_segment(ws: Workspace, catalog: Catalog, config: SegmentConfig, console: Console, *,
-                retry_failed: bool = False, episodes: list[str] | None = None) -> StageReport:  # fmt: skip
+                retry_failed: bool = False, episodes: list[str] | None = None,
+                redo: bool = False) -> StageReport:  # fmt: skip
     report = StageReport("segment")
-    statuses = ("pending", "failed", "rejected") if retry_failed else ("pending",)
+    statuses = ("pending", "failed", "rejected") if retry_failed or redo else ("pending",)
+    statuses += ("done",) if redo else ()
     marks = ", ".join("?" for _ in statuses)
     rows = catalog.episodes(f"fetch_status = 'done' AND segment_status IN ({marks})", statuses)
     if episodes:
         wanted = set(episodes)
         rows = [r for r in rows if r["episode_id"] in wanted]
+    saved_config = to_dict(config)
+    if redo:
+        rows = [r for r in rows if _can_redo(catalog, r["episode_id"], report)]
+    else:
+        stale = [r for r in catalog.episodes("segment_status = 'done'")
+                 if r["segment_config"] and json.loads(r["segment_config"]) != saved_config]  # fmt: skip
+        if stale:
+            report.add("segmented with other settings (--redo -e ID applies these)", len(stale))
     for row in catalog.episodes("segment_status = 'failed'") if not retry_failed else []:
         report.failures.append((row["episode_id"], row["segment_error_kind"],
                                 f"{row['segment_error']} (run with --retry-failed)"))  # fmt: skip
-    report.add("already segmented", len(catalog.episodes("segment_status = 'done'")))
-    saved_config = to_dict(config)
+    if not redo:
+        report.add("already segmented", len(catalog.episodes("segment_status = 'done'")))
 
     def on_done(outcome: Outcome[Segmented]) -> None:
         if outcome.ok and outcome.value is not None:
@@ -271,6 +294,7 @@ def run_segment(ws: Workspace, catalog: Catalog, config: SegmentConfig, console:
                 report.add("episodes rejected")
                 return
             catalog.save_segmentation(outcome.key, result.clips, saved_config)
+            shutil.rmtree(ws.prepared_dir / outcome.key, ignore_errors=True)  # prepared from the old clips
             report.add("episodes segmented")
             for clip in result.clips:
                 report.add(f"clips {clip['status']}")
