@@ -73,6 +73,7 @@ class MediaInfo:
     channels: int | None
     audio: Packets | None
     edit_list: bool
+    rotation: int | None = None  # display rotation in degrees; None when not looked at
 
     @property
     def has_audio(self) -> bool:
@@ -117,6 +118,7 @@ class MediaInfo:
             "audio_start": round(self.audio.start, 6) if self.has_audio else None,
             "audio_end": round(self.audio.end, 6) if self.has_audio else None,
             "edit_list": self.edit_list,
+            "rotation": self.rotation,
         }
 
 
@@ -131,8 +133,11 @@ def _fraction(value: Any) -> Fraction | None:
     return frac if frac > 0 else None
 
 
-def probe(path: Path) -> MediaInfo:
-    """Probe `path`; raise MediaError with a one-line reason when it is not usable video."""
+def probe(path: Path, *, rotation: bool = False) -> MediaInfo:
+    """Probe `path`; raise MediaError with a one-line reason when it is not usable video.
+
+    `rotation=True` also decodes the first frame to read the display rotation (phone footage).
+    """
     import av
 
     try:
@@ -177,7 +182,19 @@ def probe(path: Path) -> MediaInfo:
             channels=astream.codec_context.channels if astream is not None else None,
             audio=audio if audio is not None and audio.presented_count else None,
             edit_list=has_edit_list(path),
+            rotation=_rotation(path) if rotation else None,
         )
+
+
+def _rotation(path: Path) -> int:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+    except av.FFmpegError:
+        return 0
+    return int(getattr(frame, "rotation", 0) or 0) % 360 if frame is not None else 0
 
 
 def _declared_end(stream: Any) -> int | None:

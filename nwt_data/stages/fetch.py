@@ -195,7 +195,7 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> 
                     raise
                 time.sleep(config.backoff_seconds * 2 ** (attempts - 1) * random.uniform(0.5, 1.5))
         try:
-            facts = probe(downloaded).facts()
+            facts = probe(downloaded, rotation=True).facts()
         except MediaError as err:
             shutil.rmtree(work_dir, ignore_errors=True)  # a bad file must not be resumed next time
             raise _fetch_error(f"downloaded file: {err}", "invalid-media") from err
@@ -206,7 +206,7 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> 
     else:
         # A previous run renamed the file in but was killed before it reached the catalog.
         final = existing
-        facts = probe(final).facts()
+        facts = probe(final, rotation=True).facts()
     shutil.rmtree(ws.tmp_dir / "fetch" / source.episode_id, ignore_errors=True)
     downloader = "copy" if source.source_kind == "file" else _ytdlp_version()
     return Fetched(ws.relative(final), final.stat().st_size, sha256_of(final), downloader, facts, attempts)

@@ -225,7 +225,14 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
     source_path = ws.root / source_rel
     if not source_path.is_file():
         raise MediaError(f"source file {source_rel} is missing", hint="run `nwt-data fetch` again")
-    source = probe(source_path)
+    source = probe(source_path, rotation=True)
+    if source.rotation:
+        raise MediaError(
+            f"the video is stored rotated by {source.rotation} degrees (phone footage): crops would be"
+            " sideways",
+            hint="re-encode it upright (ffmpeg rotates when re-encoding: ffmpeg -i IN -c:a copy OUT.mp4) "
+            "and fetch that file",
+        )
     if not source.has_audio:
         return Segmented([], rejected="no audio stream: NWT needs the speech of every clip")
     crop = resolve_crop(config.crop, source.width, source.height)
