@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -46,6 +57,72 @@ def env() -> None:
     Console().print(table)
 
 
+@app.command()
+def dvae(
+    data: Annotated[Path, typer.Option(help="The shards folder (with dataset.json) of `nwt-data shard`.")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
+    preset: Annotated[str, typer.Option(help="paper (Table 4, C.2.1) or tiny (CPU-sized).")] = "paper",
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML file of overrides (top-level keys, [model] table).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE override, e.g. steps=1000 or model.heads=4.")
+    ] = None,
+) -> None:
+    """Train the dVAE-Adv (Memcodes, critics, WGAN-GP) on CPU, one GPU, or under torchrun.
+
+    The same command runs everywhere: `torchrun --nproc-per-node 8 -m nwt_train.cli dvae ...` trains
+    with DDP; rank 0 logs to OUT/tensorboard and saves OUT/latest.pt. Running it again on the same
+    OUT resumes; SIGTERM saves before exiting.
+
+    [bold]Example:[/] nwt-train dvae --data ws/shards --out runs/dvae-tiny --preset tiny --set steps=300
+    """
+    from nwt_train.config import PRESETS, load_overrides, parse_value, with_overrides
+    from nwt_train.data import DatasetMismatch
+    from nwt_train.train_dvae import RunMismatch, train_dvae
+
+    console = Console()
+    try:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; use {' or '.join(PRESETS)}")
+        values = load_overrides(config_file) if config_file else {}
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set takes KEY=VALUE, not {item!r}")
+            values[key.strip()] = parse_value(value.strip())
+        config = with_overrides(PRESETS[preset](), values)
+        columns = (
+            TextColumn("[bold]dvae"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("dvae", total=config.steps, info="")
+
+            def show(step: int, values: dict[str, float]) -> None:
+                info = (
+                    f"recon {values['loss/recon']:.4f} "
+                    f"critic {values['critic/loss']:.3f} {values['speed/clips_per_s']:.1f} clips/s"
+                )
+                bar.update(task, completed=step, info=info)
+
+            last = train_dvae(config, data, out, progress=show)
+    except (ValueError, FileNotFoundError, RunMismatch, DatasetMismatch) as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"dvae: {out}", header_style="bold")
+    table.add_column("value")
+    table.add_column("last", justify="right")
+    for key, value in sorted(last.items()):
+        if not key.startswith("codebook/"):
+            table.add_row(key, f"{value:.4g}")
+    console.print(table)
+
+
 @app.callback()
 def _root() -> None:
     """Train the NWT dVAE-Adv and its autoregressive priors on nwt-data shards."""
@@ -53,3 +130,7 @@ def _root() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # torchrun -m nwt_train.cli dvae ...
+    main()

@@ -121,19 +121,23 @@ def clip_windows(
     samples_per_worker: int | None = None,
     seed: int = 0,
     shuffle_buffer: int = 64,
+    resume: tuple[int, int] = (0, 1),
 ) -> Any:
     """A webdataset pipeline of random windows.
 
     `samples_per_worker=None`: one ordered pass over the split's shards, shards divided between
     nodes and workers (evaluation). Otherwise shards are resampled with replacement and each worker
     yields exactly that many windows (training; same count on every rank).
+
+    `resume=(steps_done, batch_size)`: continue the exact stream of a run that has taken that many
+    DataLoader batches: each worker skips the samples it had delivered, without decoding them.
     """
     import webdataset as wds
 
     urls = dataset.shard_urls(split)
     if not urls:
         raise ValueError(f"split {split!r} has no shards in {dataset.root}")
-    window = _WindowStage(frames, with_mel, seed, dataset.excluded)
+    window = _WindowStage(frames, with_mel, seed, dataset.excluded, resume)
     if samples_per_worker is None:
         stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     else:
@@ -180,17 +184,33 @@ class _Shuffle:
 class _WindowStage:
     """A pipeline stage that turns samples into windows, skipping (with a warning) bad ones."""
 
-    def __init__(self, frames: int, with_mel: bool, seed: int, excluded: frozenset[str]) -> None:
+    def __init__(self, frames: int, with_mel: bool, seed: int, excluded: frozenset[str],
+                 resume: tuple[int, int]) -> None:  # fmt: skip
         self.frames, self.with_mel, self.seed, self.excluded = frames, with_mel, seed, excluded
+        self.resume = resume
+
+    def _skip(self) -> int:
+        """Samples this worker delivered before the resumed step (workers take batches in turn)."""
+        steps, batch_size = self.resume
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return max(0, -(-(steps - worker) // workers)) * batch_size
 
     def __call__(self, source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         import warnings
 
         import av
+        import webdataset as wds
 
-        rng = _stream_rng(self.seed + 1)
+        stream_seed = self.seed * 1_000_003 + wds.utils.pytorch_worker_seed()
+        skip, delivered = self._skip(), 0
         for sample in source:
             if sample.get("__key__") in self.excluded:
+                continue
+            # One RNG per delivered sample: skipping on resume needs no decoding to stay in step.
+            rng = random.Random(f"{stream_seed}:{delivered}")
+            delivered += 1
+            if delivered <= skip:
                 continue
             try:
                 yield clip_window(sample, self.frames, self.with_mel, rng)

@@ -294,7 +294,7 @@ def test_rotated_phone_footage_is_refused_with_a_fix(tmp_path: Path, make_video,
     upright = make_video("upright.mp4")
     rotated = tmp_path / "media" / "rotated.mp4"
     run_ffmpeg(["-y", "-display_rotation", "90", "-i", str(upright), "-c", "copy", str(rotated)])
-    ws, result, catalog = _fetch_and_segment(cli, tmp_path, {"phone": rotated, "tv": upright})
+    _, result, catalog = _fetch_and_segment(cli, tmp_path, {"phone": rotated, "tv": upright})
     assert result.exit_code == 1
     assert "phone [media] the video is stored rotated by 90 degrees" in " ".join(result.output.split())
     assert json.loads(catalog.episode("phone")["probe"])["rotation"] == 90

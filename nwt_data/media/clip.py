@@ -118,8 +118,9 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
         # Whatever the codec gives (planar or interleaved, float or integer PCM), swresample turns it
-        # into mono float in [-1, 1] at the same rate, so no delay is added.
-        mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        # into planar float in [-1, 1] at the same rate (no delay); mono is the channels' mean, as in
+        # librosa.to_mono (swresample's own downmix would add correlated channels at -3 dB: louder).
+        planar = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
         chunks: list[np.ndarray] = []
         first: float | None = None
         for frame in container.decode(stream):
@@ -127,8 +128,8 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
                 continue
             if first is None:
                 first = frame.time + window.clip_offset
-            chunks.extend(f.to_ndarray().reshape(-1) for f in mono.resample(frame))
-        chunks.extend(f.to_ndarray().reshape(-1) for f in mono.resample(None))
+            chunks.extend(f.to_ndarray().mean(axis=0) for f in planar.resample(frame))
+        chunks.extend(f.to_ndarray().mean(axis=0) for f in planar.resample(None))
     if first is None:
         raise ValueError(f"{window.path.name}: no decodable audio")
     samples = np.concatenate(chunks)

@@ -1,0 +1,145 @@
+"""Training configs: one frozen dataclass per command, presets as functions, overrides by dotted key.
+
+    nwt-train dvae --preset tiny --set steps=200 --set model.heads=4 --config my.toml
+
+Every run saves its effective config (`config.json` in the run folder and in each checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nwt_train.models.critics import CriticConfig
+from nwt_train.models.dvae import DVAEConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True, kw_only=True)
+class DVAETrainConfig:
+    """`nwt-train dvae`: dVAE-Adv training (Section 2.1, Appendix C.1-C.2.1)."""
+
+    preset: str = "paper"
+    model: DVAEConfig = field(default_factory=DVAEConfig.paper)
+    critics: CriticConfig = field(default_factory=CriticConfig.paper)
+    steps: int = 150_000
+    batch_size: int = 16
+    """Clips per step over all ranks (the paper: 16 over 16 GPUs)."""
+    frames: int = 30
+    """Frames per training window (1 s at 30 FPS)."""
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-7
+    gamma: float = 5e-3
+    """Weight of the adversarial generator loss (eq. 8)."""
+    gp_weight: float = 10.0
+    """WGAN-GP lambda (eq. 9)."""
+    kl_midpoint: int = 5_000
+    kl_growth: float = 1e-3
+    seed: int = 0
+    num_workers: int = 2
+    """DataLoader workers per rank."""
+    log_every: int = 10
+    video_every: int = 500
+    checkpoint_every: int = 500
+    tf32: bool = True
+    bf16: bool = False
+    """bf16 autocast on GPU (the quantizer stays float32)."""
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "frames", "log_every", "video_every", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.adam_eps <= 0 or self.gamma < 0 or self.gp_weight < 0:
+            raise ValueError("lr and adam_eps must be positive, gamma and gp_weight non-negative")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+def paper() -> DVAETrainConfig:
+    """Table 4 and C.2.1: 256x224 frames, 30-frame clips, batch 16, Adam 1e-4 (0.9, 0.999, 1e-7)."""
+    return DVAETrainConfig()
+
+
+def tiny() -> DVAETrainConfig:
+    """A step in about a second on a laptop CPU: the tiny model on 64x56 frames, 8-frame windows."""
+    return DVAETrainConfig(
+        preset="tiny",
+        model=DVAEConfig.tiny(),
+        critics=CriticConfig.tiny(),
+        steps=200,
+        batch_size=2,
+        frames=8,
+        num_workers=0,
+        log_every=5,
+        video_every=50,
+        checkpoint_every=50,
+        kl_midpoint=100,
+        kl_growth=0.05,
+    )
+
+
+PRESETS = {"paper": paper, "tiny": tiny}
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: JSON when they parse (numbers, true, lists), text otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of a (nested) frozen config with dotted keys replaced, e.g. {'model.heads': 4}."""
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(config)}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if head not in names:
+            raise ValueError(f"unknown config key {key!r}; known: {', '.join(sorted(names))}")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    hints = typing.get_type_hints(type(config))
+    for name, value in direct.items():
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        if hints[name] is float and isinstance(value, int):
+            value = float(value)
+        direct[name] = value
+    for name, values in nested.items():
+        direct[name] = with_overrides(getattr(config, name), values)
+    return dataclasses.replace(config, **direct)
+
+
+def load_overrides(path: Path) -> dict[str, Any]:
+    """A TOML file of overrides: top-level keys and [model] tables become dotted keys."""
+    data = tomllib.loads(path.read_text())
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, table: dict[str, Any]) -> None:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk("", data)
+    return flat
+
+
+def to_json(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

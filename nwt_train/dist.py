@@ -1,0 +1,75 @@
+"""All distributed glue: the same script runs on one process or under torchrun (DDP).
+
+Model code imports nothing from here; the training loop asks `setup()` who it is, wraps each
+network with `wrap()`, and reduces with `all_mean()`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str = "auto") -> Dist:
+    """Join the process group when torchrun started us (RANK in the environment), pick the device."""
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    if world_size > 1 and not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+    return Dist(rank, world_size, local_rank, chosen)
+
+
+def wrap(module: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    """Each network is wrapped on its own; every parameter takes part in every step."""
+    if not dist.enabled:
+        return module
+    device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
+
+def all_mean(value: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """The mean of a tensor over all ranks (for logging)."""
+    if not dist.enabled:
+        return value
+    value = value.detach().clone()
+    torch_dist.all_reduce(value)
+    return value / dist.world_size
+
+
+def barrier(dist: Dist) -> None:
+    if dist.enabled:
+        torch_dist.barrier()
+
+
+def cleanup() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -1,0 +1,249 @@
+"""dVAE-Adv training (Algorithm 2), top to bottom: one loop, a critic step then a generator step.
+
+The same function runs on CPU, one GPU, or one process per GPU under torchrun. Rank 0 alone logs
+and saves; a run folder resumes from its latest checkpoint by itself; SIGTERM saves before exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nwt_train import checkpoint, dist, losses, schedules
+from nwt_train.config import DVAETrainConfig, to_json
+from nwt_train.data import Dataset, clip_windows
+from nwt_train.metrics import Logger, side_by_side
+from nwt_train.models.critics import Critics
+from nwt_train.models.dvae import DVAE
+
+DATA_EXPECT = {"video": {"fps": 30, "height": 256, "width": 224}}
+
+
+class RunMismatch(ValueError):
+    """A run folder holds a checkpoint made with another config or dataset."""
+
+
+def outputs(critics: torch.nn.Module, video: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Every critic's (score map, hidden features), in a fixed order."""
+    return list(critics(video).values())
+
+
+def fit_frames(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, T, 3, H, W) -> frames of the model's size (area scaling; the tiny preset trains small)."""
+    if tuple(video.shape[-2:]) == tuple(size):
+        return video
+    b, t = video.shape[:2]
+    flat = F.interpolate(video.flatten(0, 1), size=size, mode="area")
+    return flat.unflatten(0, (b, t))
+
+
+def build(config: DVAETrainConfig, device: torch.device) -> dict[str, Any]:
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    dvae = DVAE(config.model).to(device)
+    critics = Critics(config.critics).to(device)
+    adam = {"lr": config.lr, "betas": config.betas, "eps": config.adam_eps}
+    return {
+        "dvae": dvae,
+        "critics": critics,
+        "gen_opt": torch.optim.Adam(dvae.parameters(), **adam),
+        "critic_opt": torch.optim.Adam(critics.parameters(), **adam),
+    }
+
+
+def state_dict(parts: dict[str, Any], step: int, config: DVAETrainConfig, fingerprint: str) -> dict[str, Any]:
+    return {
+        "step": step,
+        "config": to_json(config),
+        "dataset": fingerprint,
+        "rng": checkpoint.rng_state(),
+        **{name: part.state_dict() for name, part in parts.items()},
+    }
+
+
+# Settings a resumed run may change: how long, how often it logs and saves, where it runs.
+RESUMABLE_CHANGES = {"steps", "log_every", "video_every", "checkpoint_every", "device", "num_workers"}
+
+
+def _comparable(config_json: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config_json.items() if k not in RESUMABLE_CHANGES}
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    shards = sorted((s["name"], s["sha256"]) for s in dataset.description["shards"] if s["split"] == "train")
+    return json.dumps({"shards": shards, "video": dataset.description["video"]}, sort_keys=True)
+
+
+def train_dvae(
+    config: DVAETrainConfig, data: Path, run_dir: Path, *, progress: Any = None
+) -> dict[str, float]:
+    """Train until `config.steps`; return the last logged values; `progress(step, values)` sees each log."""
+    ctx = dist.setup(config.device)
+    try:
+        return _train(config, data, run_dir, ctx, progress)
+    finally:
+        dist.cleanup()
+
+
+def _train(
+    config: DVAETrainConfig, data: Path, run_dir: Path, ctx: dist.Dist, progress: Any
+) -> dict[str, float]:
+    dataset = Dataset.open(data, expect=DATA_EXPECT)
+    if dataset.num_episodes > config.model.num_episodes:
+        model = dataclasses.replace(config.model, num_episodes=dataset.num_episodes)
+        config = dataclasses.replace(config, model=model)
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks")
+    per_rank = config.batch_size // ctx.world_size
+    if ctx.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+    fingerprint = dataset_fingerprint(dataset)
+
+    parts = build(config, ctx.device)
+    step = 0
+    saved = checkpoint.load(run_dir)
+    if saved is not None:
+        changed = sorted(
+            k
+            for k in _comparable(saved["config"])
+            if _comparable(saved["config"])[k] != _comparable(to_json(config)).get(k)
+        )
+        if changed:
+            raise RunMismatch(
+                f"{run_dir} was started with other settings ({', '.join(changed)}); use a new --out folder"
+            )
+        if saved["dataset"] != fingerprint:
+            raise RunMismatch(f"{run_dir} was trained on other shards; use a new --out folder")
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        checkpoint.set_rng_state(saved["rng"])
+        step = saved["step"]
+    else:
+        torch.manual_seed(config.seed + ctx.rank)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_json(config), indent=2))
+
+    dvae, critics = dist.wrap(parts["dvae"], ctx), dist.wrap(parts["critics"], ctx)
+    raw_critics = parts["critics"]
+    gen_opt, critic_opt = parts["gen_opt"], parts["critic_opt"]
+    windows = clip_windows(
+        dataset,
+        "train",
+        frames=config.frames,
+        samples_per_worker=max(1, config.steps * per_rank),
+        seed=config.seed,
+        resume=(step, per_rank),
+    )
+    # A generator of its own: making the iterator must not draw from the (restored) global RNG.
+    loader = torch.utils.data.DataLoader(
+        windows,
+        batch_size=per_rank,
+        num_workers=config.num_workers,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    batches = iter(loader)
+    logger = Logger(run_dir, enabled=ctx.is_main)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if config.bf16 and ctx.device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    stop = {"requested": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    last: dict[str, float] = {}
+    clock, clips_seen = time.perf_counter(), 0
+    try:
+        while step < config.steps and not stop["requested"]:
+            batch = next(batches)
+            video = fit_frames(batch["video"].to(ctx.device), config.model.frame_size)
+            episode = batch["episode"].to(ctx.device)
+
+            # Forward pass: z ~ q(z|x), x~ ~ p(x|z).
+            with autocast:
+                reconstruction, indices, logits = dvae(video, episode)
+
+            # Critic update (eq. 9): WGAN loss and a per-sample gradient penalty on x^.
+            fake = reconstruction.detach().float()
+            with autocast:
+                real_out = outputs(critics, video)
+                fake_out = outputs(critics, fake)
+            penalty = losses.gradient_penalty(
+                lambda x: outputs(critics, x), video, fake, weight=config.gp_weight
+            )
+            critic_loss = losses.critic_loss(real_out, fake_out) + penalty
+            critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            critic_opt.step()
+
+            # Generator update (eq. 8): feature matching inside the critics, gamma * adversarial, KL.
+            raw_critics.requires_grad_(False)
+            with autocast:
+                with torch.no_grad():
+                    target_out = outputs(raw_critics, video)
+                recon_out = outputs(raw_critics, reconstruction)
+            _, target_features = losses.split_critic_outputs(target_out)
+            recon_scores, recon_features = losses.split_critic_outputs(recon_out)
+            beta = schedules.kl_beta(step, midpoint=config.kl_midpoint, growth=config.kl_growth)
+            latent, size = schedules.latent_and_input_size(
+                tuple(video.shape[1:]), tuple(indices.shape[1:-1]), heads=config.model.heads
+            )
+            beta_norm = schedules.beta_norm(beta, latent_size=latent, input_size=size)
+            terms = losses.dvae_generator_loss(
+                target_features, recon_features, recon_scores, logits, beta_norm=beta_norm, gamma=config.gamma
+            )
+            gen_opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            gen_opt.step()
+            raw_critics.requires_grad_(True)
+
+            step += 1
+            clips_seen += video.shape[0] * ctx.world_size
+            if step % config.log_every == 0 or step == config.steps:
+                usage, perplexity = losses.codebook_usage(indices.detach(), config.model.codebook_size)
+                values = {f"loss/{k}": float(dist.all_mean(v.detach(), ctx)) for k, v in terms.items()}
+                values |= {
+                    "critic/loss": float(dist.all_mean(critic_loss.detach(), ctx)),
+                    "critic/gradient_penalty": float(dist.all_mean(penalty.detach(), ctx)),
+                    "critic/real_score": float(dist.all_mean(losses.mean_score(real_out).detach(), ctx)),
+                    "critic/fake_score": float(dist.all_mean(losses.mean_score(fake_out).detach(), ctx)),
+                    # Not trained on: the plain pixel error tells whether reconstructions improve.
+                    "recon/pixel_l1": float(
+                        dist.all_mean((reconstruction - video).abs().mean().detach(), ctx)
+                    ),
+                    "schedule/beta": beta,
+                    "schedule/beta_norm": beta_norm,
+                    "speed/clips_per_s": clips_seen / (time.perf_counter() - clock),
+                }
+                for head, (u, p) in enumerate(zip(usage.tolist(), perplexity.tolist(), strict=True)):
+                    values[f"codebook/usage_head{head}"] = u
+                    values[f"codebook/perplexity_head{head}"] = p
+                logger.scalars(step, values)
+                last = values
+                clock, clips_seen = time.perf_counter(), 0
+                if progress is not None and ctx.is_main:
+                    progress(step, values)
+            if step % config.video_every == 0 and ctx.is_main:
+                logger.video(step, "reconstruction", side_by_side(video[0], reconstruction[0]))
+            if step % config.checkpoint_every == 0:
+                _save(parts, step, config, fingerprint, run_dir, ctx)
+        _save(parts, step, config, fingerprint, run_dir, ctx)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        logger.close()
+    return last
+
+
+def _save(parts: dict[str, Any], step: int, config: DVAETrainConfig, fingerprint: str, run_dir: Path,
+          ctx: dist.Dist) -> None:  # fmt: skip
+    if ctx.is_main:
+        checkpoint.save(run_dir, state_dict(parts, step, config, fingerprint))
+    dist.barrier(ctx)

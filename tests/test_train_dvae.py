@@ -1,0 +1,186 @@
+"""`nwt-train dvae`: a tiny run learns, resumes exactly, and DDP matches one process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from typer.testing import CliRunner
+
+from nwt_data import config as data_config
+from nwt_data.catalog import Catalog
+from nwt_data.demo import STUDIO_BACKGROUND, STUDIO_FILTER
+from nwt_data.media.ffmpeg import lavfi_demo_args, run_ffmpeg
+from nwt_data.stages.fetch import run_fetch
+from nwt_data.stages.mask import run_mask
+from nwt_data.stages.segment import run_segment
+from nwt_data.stages.shard import run_shard
+from nwt_data.workspace import Workspace
+from nwt_train import checkpoint
+from nwt_train.cli import app
+from nwt_train.config import tiny, with_overrides
+from nwt_train.data import Dataset, clip_windows
+from nwt_train.train_dvae import RunMismatch, train_dvae
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated studio footage through the real nwt-data stages: a few 256x224 training clips."""
+    root = tmp_path_factory.mktemp("dvae-data")
+    source = root / "studio.mp4"
+    run_ffmpeg(lavfi_demo_args(source, seconds=12.5, width=640, height=360, fps="30", gop=60,
+                               source=STUDIO_BACKGROUND, extra_video_filter=STUDIO_FILTER))  # fmt: skip
+    (root / "m.csv").write_text(f"episode_id,url\nstudio,{source}\n")
+    ws = Workspace.open(root / "ws")
+    catalog = Catalog(ws.catalog_path)
+    quiet = Console(quiet=True)
+    run_fetch(ws, catalog, root / "m.csv", data_config.FetchConfig(workers=1), quiet)
+    run_segment(ws, catalog, data_config.SegmentConfig(workers=1), quiet)
+    run_mask(ws, catalog, data_config.MaskConfig(workers=1), quiet)
+    run_shard(ws, catalog, data_config.ShardConfig(), quiet)
+    return ws.shards_dir
+
+
+def _config(**overrides):  # type: ignore[no-untyped-def]
+    return with_overrides(tiny(), {"log_every": 5, "video_every": 10, "checkpoint_every": 5, **overrides})
+
+
+def test_loader_resumes_its_exact_stream(shards: Path) -> None:
+    dataset = Dataset.open(shards)
+    full = [(w["key"], w["start"]) for w in clip_windows(dataset, frames=8, samples_per_worker=10, seed=4)]
+    rest = clip_windows(dataset, frames=8, samples_per_worker=6, seed=4, resume=(2, 2))
+    assert [(w["key"], w["start"]) for w in rest] == full[4:]
+
+
+def test_tiny_run_learns_logs_and_saves(shards: Path, tmp_path: Path) -> None:
+    seen = []
+    last = train_dvae(
+        _config(steps=40, lr=1e-3), shards, tmp_path / "run", progress=lambda s, v: seen.append(v)
+    )
+    first, final = seen[0]["recon/pixel_l1"], last["recon/pixel_l1"]
+    assert final < 0.7 * first, (first, final)  # the reconstruction error falls clearly
+    assert {"critic/gradient_penalty", "critic/real_score", "critic/fake_score", "schedule/beta_norm",
+            "codebook/perplexity_head0", "speed/clips_per_s"} <= set(last)  # fmt: skip
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent), size_guidance={"images": 0})
+    acc.Reload()
+    assert "reconstruction" in acc.Tags()["images"] and "loss/recon" in acc.Tags()["scalars"]
+    saved = checkpoint.load(tmp_path / "run")
+    assert saved["step"] == 40 and {"dvae", "critics", "gen_opt", "critic_opt", "rng"} <= set(saved)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "tiny"
+
+
+def test_resume_gives_the_same_weights(shards: Path, tmp_path: Path) -> None:
+    config = _config(steps=12)
+    train_dvae(config, shards, tmp_path / "straight")
+    train_dvae(dataclasses.replace(config, steps=6), shards, tmp_path / "resumed")  # stopped at 6...
+    train_dvae(config, shards, tmp_path / "resumed")  # ...and resumed to 12
+    straight = checkpoint.load(tmp_path / "straight")
+    resumed = checkpoint.load(tmp_path / "resumed")
+    assert straight["step"] == resumed["step"] == 12
+    for name in ("dvae", "critics"):
+        for key, value in straight[name].items():
+            assert torch.equal(value, resumed[name][key]), (name, key)
+    with pytest.raises(RunMismatch, match="other settings"):
+        train_dvae(dataclasses.replace(config, lr=5e-4), shards, tmp_path / "resumed")
+
+
+def test_cli_runs_and_reports(shards: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "dvae",
+            "--data",
+            str(shards),
+            "--out",
+            str(tmp_path / "cli"),
+            "--preset",
+            "tiny",
+            "--set",
+            "steps=5",
+            "--set",
+            "log_every=5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "loss/recon" in result.output
+    bad = CliRunner().invoke(
+        app, ["dvae", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--preset", "tiny"]
+    )
+    assert bad.exit_code == 2 and "no dataset.json" in bad.output
+    unknown = CliRunner().invoke(
+        app, ["dvae", "--data", str(shards), "--out", str(tmp_path / "y"), "--set", "nope=1"]
+    )
+    assert unknown.exit_code == 2 and "unknown config key 'nope'" in unknown.output
+
+
+def _ddp_worker(rank: int, init: str, batch: dict, result_dir: str) -> None:
+    import torch.distributed as torch_dist
+
+    from nwt_train import dist, losses
+    from nwt_train.models.critics import CriticConfig, Critics
+    from nwt_train.models.dvae import DVAE, DVAEConfig
+
+    torch_dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    grads = _generator_grads(DVAE, Critics, DVAEConfig, CriticConfig, dist, losses, batch, rank=rank, world=2)
+    torch.save(grads, Path(result_dir) / f"rank{rank}.pt")
+    torch_dist.destroy_process_group()
+
+
+def _generator_grads(
+    dvae_cls,
+    critics_cls,
+    config_cls,
+    critics_config_cls,
+    dist,
+    losses,
+    batch,
+    *,
+    rank: int,  # type: ignore[no-untyped-def]
+    world: int,
+):
+    """Gradients of the generator loss for this rank's share of `batch`, through DDP when world > 1."""
+    torch.manual_seed(0)
+    config = config_cls.tiny()
+    model, critics = dvae_cls(config), critics_cls(critics_config_cls.tiny())
+    ctx = dist.Dist(rank=rank, world_size=world, local_rank=rank, device=torch.device("cpu"))
+    wrapped = dist.wrap(model, ctx)
+    share = slice(rank * len(batch["video"]) // world, (rank + 1) * len(batch["video"]) // world)
+    video, episode = batch["video"][share], batch["episode"][share]
+    reconstruction, _, logits = wrapped(video, episode, sample=False)
+    _, real = losses.split_critic_outputs(list(critics(video).values()))
+    scores, fake = losses.split_critic_outputs(list(critics(reconstruction).values()))
+    terms = losses.dvae_generator_loss(real, fake, scores, logits, beta_norm=0.01, gamma=5e-3)
+    terms["loss"].backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_two_process_ddp_gradients_match_one_process(tmp_path: Path) -> None:
+    from nwt_train import dist, losses
+    from nwt_train.models.critics import CriticConfig, Critics
+    from nwt_train.models.dvae import DVAE, DVAEConfig
+
+    generator = torch.Generator().manual_seed(1)
+    config = DVAEConfig.tiny()
+    batch = {
+        "video": torch.rand(4, 8, 3, *config.frame_size, generator=generator) * 2 - 1,
+        "episode": torch.tensor([0, 1, 2, 3]),
+    }
+    single = _generator_grads(DVAE, Critics, DVAEConfig, CriticConfig, dist, losses, batch, rank=0, world=1)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    torch.multiprocessing.spawn(
+        _ddp_worker, args=(f"file://{tmp_path / 'rendezvous'}", batch, str(tmp_path)), nprocs=2, join=True
+    )
+    for rank in (0, 1):
+        grads = torch.load(tmp_path / f"rank{rank}.pt")
+        assert grads.keys() == single.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, single[name], rtol=1e-4, atol=1e-6, msg=name)
