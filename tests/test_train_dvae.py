@@ -184,3 +184,51 @@ def test_two_process_ddp_gradients_match_one_process(tmp_path: Path) -> None:
         assert grads.keys() == single.keys()
         for name, grad in grads.items():
             torch.testing.assert_close(grad, single[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_eval_dvae_reports_table_2_columns(shards: Path, tmp_path: Path) -> None:
+    from nwt_train.eval_dvae import frame_psnr, frame_ssim, memcode_bits
+
+    train_dvae(_config(steps=5), shards, tmp_path / "run")
+    result = CliRunner().invoke(
+        app, ["eval-dvae", "--run", str(tmp_path / "run"), "--data", str(shards), "--split", "train"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "RLE" in result.output and "codebook usage per head" in result.output
+    report = json.loads((tmp_path / "run" / "eval-train.json").read_text())
+    assert 0 < report["frame_ssim"] < 1 and report["frame_psnr_db"] > 0
+    assert 0 < report["memcodes_rle_bytes"] <= report["memcodes_bytes"] * 1.5 and report["h264_bytes"] > 0
+    assert all(0 < u <= 1 for u in report["codebook_usage_per_head"])
+    # The metrics on known inputs.
+    frames = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(frame_ssim(frames, frames), torch.ones(2))
+    assert (frame_psnr(frames, frames) > 90).all()
+    noisy = (frames + 0.1 * torch.randn_like(frames)).clamp(-1, 1)
+    assert (frame_ssim(frames, noisy) < 0.99).all() and (frame_psnr(frames, noisy) < 30).all()
+    still = torch.zeros(10, 2, 2, 3, dtype=torch.long)  # no head ever changes: one run per stream
+    assert memcode_bits(still, 8) == (10 * 12 * 3, 12 * (3 + 4))
+    missing = CliRunner().invoke(app, ["eval-dvae", "--run", str(tmp_path / "none"), "--data", str(shards)])
+    assert missing.exit_code == 2 and "no checkpoint" in missing.output
+
+
+def test_sigterm_saves_before_exit_and_the_run_resumes(shards: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "nwt_train.cli", "dvae", "--data", str(shards), "--out", str(run),
+            "--preset", "tiny", "--set", "steps=400", "--set", "checkpoint_every=1000"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not list((run / "tensorboard").glob("events*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # some steps in
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    stopped = checkpoint.load(run)["step"]
+    assert 0 < stopped < 400  # saved where it was, well before the end
+    train_dvae(_config(steps=stopped + 2, checkpoint_every=1000), shards, run)
+    assert checkpoint.load(run)["step"] == stopped + 2
