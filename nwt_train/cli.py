@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -100,7 +101,8 @@ def dvae(
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=console) as bar:
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
+        with Progress(*columns, console=console, disable=not main_rank) as bar:
             task = bar.add_task("dvae", total=config.steps, info="")
 
             def show(step: int, values: dict[str, float]) -> None:
@@ -114,6 +116,8 @@ def dvae(
     except (ValueError, FileNotFoundError, RunMismatch, DatasetMismatch) as err:
         Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    if not main_rank:
+        return
     table = Table(title=f"dvae: {out}", header_style="bold")
     table.add_column("value")
     table.add_column("last", justify="right")

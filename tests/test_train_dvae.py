@@ -79,13 +79,13 @@ def test_tiny_run_learns_logs_and_saves(shards: Path, tmp_path: Path) -> None:
 
 
 def test_resume_gives_the_same_weights(shards: Path, tmp_path: Path) -> None:
-    config = _config(steps=12)
+    config = _config(steps=20)
     train_dvae(config, shards, tmp_path / "straight")
-    train_dvae(dataclasses.replace(config, steps=6), shards, tmp_path / "resumed")  # stopped at 6...
-    train_dvae(config, shards, tmp_path / "resumed")  # ...and resumed to 12
+    train_dvae(dataclasses.replace(config, steps=10), shards, tmp_path / "resumed")  # stopped at 10...
+    train_dvae(config, shards, tmp_path / "resumed")  # ...and resumed to 20
     straight = checkpoint.load(tmp_path / "straight")
     resumed = checkpoint.load(tmp_path / "resumed")
-    assert straight["step"] == resumed["step"] == 12
+    assert straight["step"] == resumed["step"] == 20
     for name in ("dvae", "critics"):
         for key, value in straight[name].items():
             assert torch.equal(value, resumed[name][key]), (name, key)
