@@ -68,7 +68,9 @@ def read_manifest(path: Path) -> Manifest:
     entries: list[tuple[int, EpisodeSource]] = []
     errors: list[LineError] = []
     first_line: dict[str, int] = {}
-    for number, row in zip(numbers[1:], reader, strict=False):
+    consumed = reader.line_num  # physical lines read so far: a quoted field may span several
+    for row in reader:
+        number, consumed = numbers[consumed], reader.line_num
         values = {name: value.strip() for name, value in zip(header, row, strict=False)}
         episode_id = values.get("episode_id", "")
         try:
@@ -76,12 +78,13 @@ def read_manifest(path: Path) -> Manifest:
                 raise ManifestError(f"line has {len(row)} fields but the header has {len(header)}",
                                     hint="quote values that contain commas")  # fmt: skip
             check_episode_id(episode_id)
-            if episode_id in first_line:
+            # Ids that differ only in case would share a file on case-insensitive file systems.
+            if episode_id.lower() in first_line:
                 raise ManifestError(
-                    f"duplicate episode_id {episode_id!r} (first on line {first_line[episode_id]})",
+                    f"duplicate episode_id {episode_id!r} (first on line {first_line[episode_id.lower()]})",
                     hint="give every episode its own id",
                 )
-            first_line[episode_id] = number
+            first_line[episode_id.lower()] = number
             url, kind = _source(values.get("url", ""), path.parent)
             extra = {k: v for k, v in values.items() if k not in REQUIRED and v}
             entries.append((number, EpisodeSource(episode_id, url, kind, str(path.resolve()), extra)))
