@@ -232,7 +232,9 @@ def prepare(parent: Path, source: Source, setting: Setting, *, shard_size: int |
         with pinned(setting.cpus):
             seg = SegmentConfig(workers=setting.workers, crop=source.crop)
             stage("segment", seg, lambda: run_segment(ws, catalog, seg, quiet()))
-            mask = MaskConfig(workers=setting.workers, **({} if gop is None else {"gop": gop}))
+            mask = MaskConfig(
+                workers=setting.workers, include_unreviewed=True, **({} if gop is None else {"gop": gop})
+            )
             stage("mask", mask, lambda: run_mask(ws, catalog, mask, quiet()))
             prepared_bytes = files_size(ws.prepared_dir, "*")
             shard = ShardConfig(shard_size=shard_size or auto_shard_size(prepared_bytes))

@@ -37,7 +37,7 @@ def make_shards(root: Path) -> Path:
     catalog, quiet = Catalog(ws.catalog_path), Console(quiet=True)
     run_fetch(ws, catalog, root / "m.csv", data_config.FetchConfig(), quiet)
     run_segment(ws, catalog, data_config.SegmentConfig(), quiet)
-    run_mask(ws, catalog, data_config.MaskConfig(), quiet)
+    run_mask(ws, catalog, data_config.MaskConfig(include_unreviewed=True), quiet)
     run_shard(ws, catalog, data_config.ShardConfig(), quiet)
     return ws.shards_dir
 

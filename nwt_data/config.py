@@ -151,7 +151,7 @@ class MaskConfig:
     """Keyframe interval of the stored 30 FPS video: a random window decodes <= this many extra frames."""
     crf: int = 17
     """x264 quality of the stored video (lower is better)."""
-    include_unreviewed: bool = True
+    include_unreviewed: bool = False
     """Also prepare clips nobody has reviewed yet (rejected clips are always left out)."""
 
     def __post_init__(self) -> None:

@@ -52,7 +52,7 @@ def studio_workspace(tmp_path: Path, make_video, media_server, cli) -> Path:
     ws = tmp_path / "ws"
     _run(cli, "fetch", manifest, "-w", ws)
     _run(cli, "segment", "-w", ws)
-    _run(cli, "mask", "-w", ws)
+    _run(cli, "mask", "-w", ws, "--include-unreviewed")
     _run(cli, "shard", "-w", ws, "--shard-size", "1MB")
     return ws
 
@@ -165,7 +165,7 @@ def _pipeline(cli, tmp_path: Path, ws: Path, files: dict[str, Path]) -> None:
     manifest.write_text("episode_id,url\n" + "".join(f"{k},{v}\n" for k, v in files.items()))
     _run(cli, "fetch", manifest, "-w", ws)
     _run(cli, "segment", "-w", ws, "--segment-time", "2.5")
-    _run(cli, "mask", "-w", ws)
+    _run(cli, "mask", "-w", ws, "--include-unreviewed")
     _run(cli, "shard", "-w", ws, "--shard-size", "600KB")
 
 
@@ -208,7 +208,7 @@ def test_truncated_clip_fails_alone_and_corrupt_shard_is_skipped(tmp_path: Path,
     clips = catalog.clips("status = 'ok'")
     victim = ws / clips[1]["path"]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # truncated on disk
-    result = cli("mask", "-w", ws)
+    result = cli("mask", "-w", ws, "--include-unreviewed")
     assert result.exit_code == 1
     out = " ".join(result.output.split())
     assert f"✗ {clips[1]['clip_id']} [media]" in out
@@ -243,7 +243,7 @@ def test_clip_without_audio_at_mask_time_is_a_clear_error(tmp_path: Path, make_v
     silent = path.with_name("silent.mp4")
     run_ffmpeg(["-y", "-i", str(path), "-map", "0:v", "-c", "copy", str(silent)])
     silent.replace(path)  # the clip file lost its audio after segmenting
-    result = cli("mask", "-w", ws)
+    result = cli("mask", "-w", ws, "--include-unreviewed")
     assert result.exit_code == 1
     row = Catalog(ws / "catalog.sqlite").clips("clip_id = ?", (clip["clip_id"],))[0]
     assert row["mask_status"] == "failed" and "audio" in row["mask_error"]
@@ -293,7 +293,7 @@ def test_mask_and_shard_follow_review_decisions(tmp_path: Path, make_video, cli)
     write_decision(catalog, second, "rejected", "holds_object", None, "ann")
     _run(cli, "mask", "-w", ws, "--accepted-only")
     assert {c["clip_id"] for c in catalog.clips("mask_status = 'done'")} == {first}
-    _run(cli, "mask", "-w", ws)  # unreviewed clips too, never the rejected one
+    _run(cli, "mask", "-w", ws, "--include-unreviewed")  # unreviewed clips too, never the rejected one
     assert {c["clip_id"] for c in catalog.clips("mask_status = 'done'")} == {first, third}
     _run(cli, "shard", "-w", ws)
     dataset = json.loads((ws / "shards" / "dataset.json").read_text())
@@ -315,7 +315,7 @@ def test_shard_survives_a_missing_prepared_clip(tmp_path: Path, make_video, cli)
     video = make_video("a.mp4", seconds=12.2, fps="30", gop=60, width=320, height=180)
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"episode_id,url\nep,{video}\n")
-    for stage in (("fetch", manifest), ("segment",), ("mask",)):
+    for stage in (("fetch", manifest), ("segment",), ("mask", "--include-unreviewed")):
         _run(cli, *stage, "-w", ws)
     catalog = Catalog(ws / "catalog.sqlite")
     lost = catalog.clips("mask_status = 'done'")[0]
@@ -327,7 +327,9 @@ def test_shard_survives_a_missing_prepared_clip(tmp_path: Path, make_video, cli)
         Catalog(ws / "catalog.sqlite").clips("clip_id = ?", (lost["clip_id"],))[0]["mask_status"] == "failed"
     )
     assert sum(json.loads((ws / "shards" / "dataset.json").read_text())["samples"].values()) == 2
-    _run(cli, "mask", "-w", ws, "--retry-failed")  # the hint works: prepare again, shard again
+    _run(
+        cli, "mask", "-w", ws, "--retry-failed", "--include-unreviewed"
+    )  # the hint works: prepare again, shard again
     _run(cli, "shard", "-w", ws)
     assert sum(json.loads((ws / "shards" / "dataset.json").read_text())["samples"].values()) == 3
 
@@ -344,7 +346,7 @@ def test_integer_pcm_stereo_audio_is_read_at_the_right_scale_and_pitch(tmp_path:
     ws = tmp_path / "ws"
     _run(cli, "fetch", manifest, "-w", ws)
     _run(cli, "segment", "-w", ws)
-    _run(cli, "mask", "-w", ws)
+    _run(cli, "mask", "-w", ws, "--include-unreviewed")
     clip = Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")[0]
     audio = np.load(ws / clip["prepared_path"] / "audio.npy").astype(np.float32) / 32768
     rms = float(np.sqrt(np.mean(audio**2)))

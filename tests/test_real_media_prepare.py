@@ -291,7 +291,7 @@ def test_real_media_mask_and_shard_exact_and_aligned(tmp_path: Path, shared_medi
     ws = tmp_path / "ws"
     _run(cli, "fetch", manifest, "-w", ws)
     _run(cli, "segment", "-w", ws, "--crop", "center")  # the sources are square
-    _run(cli, "mask", "-w", ws)
+    _run(cli, "mask", "-w", ws, "--include-unreviewed")
     _run(cli, "shard", "-w", ws)
 
     catalog = Catalog(ws / "catalog.sqlite")

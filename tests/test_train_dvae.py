@@ -41,7 +41,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     quiet = Console(quiet=True)
     run_fetch(ws, catalog, root / "m.csv", data_config.FetchConfig(workers=1), quiet)
     run_segment(ws, catalog, data_config.SegmentConfig(workers=1), quiet)
-    run_mask(ws, catalog, data_config.MaskConfig(workers=1), quiet)
+    run_mask(ws, catalog, data_config.MaskConfig(workers=1, include_unreviewed=True), quiet)
     run_shard(ws, catalog, data_config.ShardConfig(), quiet)
     return ws.shards_dir
 

@@ -64,7 +64,9 @@ def demo(
         start=3,
     ):
         console.rule(f"[bold]{number}. nwt-data {name}")
-        config = cfg.build(config_cls, name, ws.config_table(name), {})
+        # Nobody reviews the demo's clips: mask takes the unreviewed ones too.
+        overrides = {"include_unreviewed": True} if name == "mask" else {}
+        config = cfg.build(config_cls, name, ws.config_table(name), overrides)
         run_id = catalog.start_run(name, cfg.to_dict(config))
         report = run(ws, catalog, config, console)
         catalog.finish_run(run_id, report.counts)

@@ -39,7 +39,8 @@ def mask(
     include_unreviewed: Annotated[
         bool | None,
         typer.Option(
-            "--include-unreviewed/--accepted-only", help="Also prepare unreviewed clips \\[default: yes]."
+            "--include-unreviewed/--accepted-only",
+            help="Also prepare unreviewed clips, not only accepted ones \\[default: no].",
         ),
     ] = None,
     retry_failed: RetryFailedOpt = False,
