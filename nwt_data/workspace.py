@@ -102,9 +102,6 @@ class Workspace:
         return table
 
     # --- paths -----------------------------------------------------------------------------
-    def episode_path(self, episode_id: str) -> Path:
-        return self.episodes_dir / f"{check_episode_id(episode_id)}.mp4"
-
     def episode_clip_dir(self, episode_id: str) -> Path:
         return self.clips_dir / check_episode_id(episode_id)
 

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from nwt_data.catalog import Catalog
 from nwt_data.errors import NwtError
 from nwt_data.stages import StageReport
-from nwt_data.workspace import DEFAULT_DIR, ENV_VAR
+from nwt_data.workspace import DEFAULT_DIR, ENV_VAR, Workspace
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,6 +62,17 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def run_stage(
+    ws: Workspace, command: str, config: dict[str, Any], run: Callable[[Catalog], StageReport]
+) -> None:
+    """Run a stage with its effective config saved in the catalog's runs table; print the summary."""
+    catalog = Catalog(ws.catalog_path)
+    run_id = catalog.start_run(command, config)
+    report = run(catalog)
+    catalog.finish_run(run_id, report.counts)
+    print_report(report)
 
 
 def print_report(report: StageReport) -> None:

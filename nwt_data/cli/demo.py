@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from nwt_data import config as cfg
 from nwt_data.catalog import Catalog
-from nwt_data.cli.common import console, handle_errors, print_report
+from nwt_data.cli.common import console, handle_errors, run_stage
 from nwt_data.cli.status import status
 from nwt_data.demo import DEMO_EPISODES, make_episode, serve_folder, write_demo_manifest
 from nwt_data.stages.fetch import run_fetch
@@ -54,7 +55,10 @@ def demo(
             fetch_config = cfg.build(
                 cfg.FetchConfig, "fetch", ws.config_table("fetch"), {"retry_failed": True}
             )
-            print_report(run_fetch(ws, catalog, manifest, fetch_config, console))
+            saved = {**cfg.to_dict(fetch_config), "manifest": str(manifest)}
+            run_stage(
+                ws, "fetch", saved, lambda catalog: run_fetch(ws, catalog, manifest, fetch_config, console)
+            )
     for number, (name, config_cls, run) in enumerate(
         [
             ("segment", cfg.SegmentConfig, run_segment),
@@ -67,10 +71,7 @@ def demo(
         # Nobody reviews the demo's clips: mask takes the unreviewed ones too.
         overrides = {"include_unreviewed": True} if name == "mask" else {}
         config = cfg.build(config_cls, name, ws.config_table(name), overrides)
-        run_id = catalog.start_run(name, cfg.to_dict(config))
-        report = run(ws, catalog, config, console)
-        catalog.finish_run(run_id, report.counts)
-        print_report(report)
+        run_stage(ws, name, cfg.to_dict(config), partial(run, ws, config=config, console=console))
     console.rule("[bold]6. nwt-data status")
     status(workspace=ws.root, as_json=False)
     console.rule("[bold]7. the trainer's loader: one 32-frame window with its mel")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from nwt_data import config as cfg
-from nwt_data.catalog import Catalog
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
     RetryFailedOpt,
@@ -16,7 +15,7 @@ from nwt_data.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
-    print_report,
+    run_stage,
 )
 from nwt_data.stages.fetch import run_fetch
 from nwt_data.workspace import Workspace
@@ -45,8 +44,5 @@ def fetch(
     config = cfg.build(cfg.FetchConfig, "fetch", ws.config_table("fetch"),
                        {"workers": workers, "retries": retries, "max_height": max_height,
                         "retry_failed": retry_failed or None})  # fmt: skip
-    catalog = Catalog(ws.catalog_path)
-    run_id = catalog.start_run("fetch", {**cfg.to_dict(config), "manifest": str(manifest.resolve())})
-    report = run_fetch(ws, catalog, manifest, config, console)
-    catalog.finish_run(run_id, report.counts)
-    print_report(report)
+    saved = {**cfg.to_dict(config), "manifest": str(manifest.resolve())}
+    run_stage(ws, "fetch", saved, lambda catalog: run_fetch(ws, catalog, manifest, config, console))

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from nwt_data import config as cfg
-from nwt_data.catalog import Catalog
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
     RetryFailedOpt,
@@ -15,7 +14,7 @@ from nwt_data.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
-    print_report,
+    run_stage,
 )
 from nwt_data.errors import ConfigError
 from nwt_data.stages.flags import FlagConfig, run_flags
@@ -78,8 +77,9 @@ def flag(
             hint="set the overlay thresholds in the [mask] table; the flag uses what `nwt-data mask` uses",
         )
     config = cfg.build(FlagConfig, "flags", table, overrides)
-    catalog = Catalog(ws.catalog_path)
-    run_id = catalog.start_run("flag", config.as_dict())
-    report = run_flags(ws, catalog, config, console, retry_failed=retry_failed, redo=redo)
-    catalog.finish_run(run_id, report.counts)
-    print_report(report)
+    run_stage(
+        ws,
+        "flag",
+        config.as_dict(),
+        lambda catalog: run_flags(ws, catalog, config, console, retry_failed=retry_failed, redo=redo),
+    )

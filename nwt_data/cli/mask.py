@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from nwt_data import config as cfg
-from nwt_data.catalog import Catalog
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
     RetryFailedOpt,
@@ -15,7 +14,7 @@ from nwt_data.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
-    print_report,
+    run_stage,
 )
 from nwt_data.stages.mask import run_mask
 from nwt_data.workspace import Workspace
@@ -64,8 +63,9 @@ def mask(
         "include_unreviewed": include_unreviewed,
     }
     config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"), overrides)
-    catalog = Catalog(ws.catalog_path)
-    run_id = catalog.start_run("mask", cfg.to_dict(config))
-    report = run_mask(ws, catalog, config, console, retry_failed=retry_failed)
-    catalog.finish_run(run_id, report.counts)
-    print_report(report)
+    run_stage(
+        ws,
+        "mask",
+        cfg.to_dict(config),
+        lambda catalog: run_mask(ws, catalog, config, console, retry_failed=retry_failed),
+    )

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from nwt_data import config as cfg
-from nwt_data.catalog import Catalog
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
     RetryFailedOpt,
@@ -15,7 +14,7 @@ from nwt_data.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
-    print_report,
+    run_stage,
 )
 from nwt_data.errors import ConfigError
 from nwt_data.stages.segment import run_segment
@@ -59,8 +58,11 @@ def segment(
     config = cfg.build(cfg.SegmentConfig, "segment", ws.config_table("segment"),
                        {"workers": workers, "crop": crop, "segment_time": segment_time, "trim": trim,
                         "min_duration": min_duration})  # fmt: skip
-    catalog = Catalog(ws.catalog_path)
-    run_id = catalog.start_run("segment", cfg.to_dict(config))
-    report = run_segment(ws, catalog, config, console, retry_failed=retry_failed, episodes=episode, redo=redo)
-    catalog.finish_run(run_id, report.counts)
-    print_report(report)
+    run_stage(
+        ws,
+        "segment",
+        cfg.to_dict(config),
+        lambda catalog: run_segment(
+            ws, catalog, config, console, retry_failed=retry_failed, episodes=episode, redo=redo
+        ),
+    )

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from nwt_data import config as cfg
-from nwt_data.catalog import Catalog
-from nwt_data.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, console, handle_errors, print_report
+from nwt_data.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, console, handle_errors, run_stage
 from nwt_data.stages.shard import run_shard
 from nwt_data.workspace import Workspace
 
@@ -33,9 +32,5 @@ def shard(
     config = cfg.build(
         cfg.ShardConfig, "shard", ws.config_table("shard"), {"shard_size": shard_size, "seed": seed}
     )
-    catalog = Catalog(ws.catalog_path)
-    run_id = catalog.start_run("shard", cfg.to_dict(config))
-    report = run_shard(ws, catalog, config, console)
-    catalog.finish_run(run_id, report.counts)
-    print_report(report)
+    run_stage(ws, "shard", cfg.to_dict(config), lambda catalog: run_shard(ws, catalog, config, console))
     console.print(f"dataset: {ws.shards_dir / 'dataset.json'}")
