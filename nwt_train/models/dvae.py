@@ -172,20 +172,26 @@ class SameConv(nn.Module):
         kernel: int | tuple[int, ...],
         stride: int | tuple[int, ...] = 1,
         groups: int = 1,
+        dilation: int | tuple[int, ...] = 1,
     ) -> None:
         super().__init__()
         assert dims in (2, 3), f"dims must be 2 or 3, got {dims}"
         self.kernel = (kernel,) * dims if isinstance(kernel, int) else tuple(kernel)
         self.stride = (stride,) * dims if isinstance(stride, int) else tuple(stride)
-        assert len(self.kernel) == dims and len(self.stride) == dims, (
-            f"kernel {self.kernel} and stride {self.stride} must have {dims} entries"
+        self.dilation = (dilation,) * dims if isinstance(dilation, int) else tuple(dilation)
+        assert len(self.kernel) == len(self.stride) == len(self.dilation) == dims, (
+            f"kernel {self.kernel}, stride {self.stride} and dilation {self.dilation} need {dims} entries"
         )
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
-        self.conv = conv(in_channels, out_channels, self.kernel, self.stride, groups=groups)
+        self.conv = conv(
+            in_channels, out_channels, self.kernel, self.stride, groups=groups, dilation=self.dilation
+        )
+        # A dilated kernel covers (k - 1) * d + 1 inputs: that span is what "same" padding pads for.
+        self.span = tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
 
     def forward(self, x: Tensor) -> Tensor:
         pad: list[int] = []
-        for size, k, s in reversed(list(zip(x.shape[2:], self.kernel, self.stride, strict=True))):
+        for size, k, s in reversed(list(zip(x.shape[2:], self.span, self.stride, strict=True))):
             pad.extend(_same_padding(size, k, s))  # F.pad wants the last dim first
         return self.conv(F.pad(x, pad))
 
