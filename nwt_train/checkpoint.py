@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +51,58 @@ def load(run_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class RunMismatch(ValueError):
+    """A run folder holds a checkpoint made with another config or dataset."""
+
+
+def restore(
+    run_dir: Path, parts: dict[str, Any], config_json: dict[str, Any], fingerprint: str, resumable: set[str]
+) -> int:
+    """Load RUN/latest.pt into `parts` (models, optimizers) and the RNGs; the step to continue from.
+
+    A fresh run returns 0. A checkpoint made with other settings (besides `resumable` ones such as
+    the step count) or on other data is refused rather than silently mixed.
+    """
+    saved = load(run_dir)
+    if saved is None:
+        return 0
+    old = {k: v for k, v in saved["config"].items() if k not in resumable}
+    new = {k: v for k, v in config_json.items() if k not in resumable}
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        raise RunMismatch(
+            f"{run_dir} was started with other settings ({', '.join(changed)}); use a new --out folder"
+        )
+    if saved["dataset"] != fingerprint:
+        raise RunMismatch(f"{run_dir} was trained on other shards; use a new --out folder")
+    for name, part in parts.items():
+        part.load_state_dict(saved[name])
+    set_rng_state(saved["rng"])
+    return int(saved["step"])
+
+
+def run_state(
+    parts: dict[str, Any], step: int, config_json: dict[str, Any], fingerprint: str, **extra: Any
+) -> dict[str, Any]:
+    """What a checkpoint holds: every part's state, the step, config, data fingerprint and RNGs."""
+    return {
+        "step": step,
+        "config": config_json,
+        "dataset": fingerprint,
+        "rng": rng_state(),
+        **extra,
+        **{name: part.state_dict() for name, part in parts.items()},
+    }
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[dict[str, bool]]:
+    """Turn SIGTERM into a flag the loop checks, so it saves and exits at a step boundary."""
+    stop = {"requested": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ from typing import Any
 
 from nwt_train.models.critics import CriticConfig
 from nwt_train.models.dvae import DVAEConfig
+from nwt_train.models.prior import PriorConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +91,66 @@ def tiny() -> DVAETrainConfig:
 
 
 PRESETS = {"paper": paper, "tiny": tiny}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriorTrainConfig:
+    """`nwt-train prior`: FAR or MAR prior training on Memcode shards (Section 2.2, Appendix C.2.2)."""
+
+    preset: str = "paper"
+    model: PriorConfig = field(default_factory=PriorConfig.paper)
+    steps: int = 250_000
+    batch_size: int = 64
+    """Clips per step over all ranks (the paper: 64 over 8 GPUs)."""
+    frames: int = 32
+    """Frames per training window (C.2.2)."""
+    lr: float = 1e-4
+    lr_halving_every: int = 50_000
+    lr_floor: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-7
+    style_beta: float = 1.0
+    """beta_l on KL(q(z_l|z) || N(0, I)); constant (C.2.2)."""
+    seed: int = 0
+    num_workers: int = 2
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    tf32: bool = True
+    bf16: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "frames", "lr_halving_every", "log_every", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.lr_floor <= 0 or self.adam_eps <= 0 or self.style_beta < 0:
+            raise ValueError("lr, lr_floor and adam_eps must be positive, style_beta non-negative")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+def prior_paper(arch: str = "far") -> PriorTrainConfig:
+    """Tables 5/6 and C.2.2: 32-frame windows, batch 64, Adam 1e-4 halving every 50k down to 1e-5."""
+    return PriorTrainConfig(model=PriorConfig.paper(arch))
+
+
+def prior_tiny(arch: str = "far") -> PriorTrainConfig:
+    """A CPU-sized prior for the tiny dVAE: a step in a fraction of a second."""
+    return PriorTrainConfig(
+        preset="tiny",
+        model=PriorConfig.tiny(arch),
+        steps=300,
+        batch_size=4,
+        lr=1e-3,
+        lr_halving_every=1000,
+        lr_floor=1e-4,
+        num_workers=0,
+        log_every=5,
+        checkpoint_every=50,
+    )
+
+
+PRIOR_PRESETS = {"paper": prior_paper, "tiny": prior_tiny}
 
 
 def parse_value(text: str) -> Any:

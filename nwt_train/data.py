@@ -1,4 +1,4 @@
-"""Stream nwt-data shards into training: random 30-frame (dVAE) or 32-frame + mel (prior) windows.
+"""Stream shards into training: 30-frame video windows (dVAE) or 32-frame Memcode + mel windows (prior).
 
 Each sample of a shard holds one clip: `mp4` (H.264, 256x224, 30 FPS, short GOP), `mel.npy`
 (80 x 4N+1 power mel), `audio.npy` (int16, 24 kHz, N*800 samples) and `json` metadata. A window of T
@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,15 @@ class Dataset:
     description: dict[str, Any]
 
     @classmethod
-    def open(cls, root: str | Path, *, expect: dict[str, Any] | None = None) -> Dataset:
-        """Read `dataset.json`; refuse data whose video/mel parameters differ from `expect`."""
+    def open(
+        cls, root: str | Path, *, expect: dict[str, Any] | None = None, name: str = "dataset.json"
+    ) -> Dataset:
+        """Read `dataset.json` (or `name`: codes.json); refuse data whose parameters differ from `expect`."""
         root = Path(root)
-        path = root / "dataset.json" if root.is_dir() else root
+        path = root / name if root.is_dir() else root
         if not path.is_file():
-            raise FileNotFoundError(f"no dataset.json at {root}: run `nwt-data shard` first")
+            made_by = "nwt-train encode" if name == "codes.json" else "nwt-data shard"
+            raise FileNotFoundError(f"no {name} at {root}: run `{made_by}` first")
         description = json.loads(path.read_text())
         for section, wanted in (expect or {}).items():
             have = description.get(section, {})
@@ -112,12 +115,36 @@ def clip_window(sample: dict[str, Any], frames: int, with_mel: bool, rng: random
     return out
 
 
+def code_window(sample: dict[str, Any], frames: int, with_mel: bool, rng: random.Random) -> dict[str, Any]:
+    """One random window of a Memcode shard sample (`nwt-train encode`): codes and the aligned mel."""
+    meta = json.loads(sample["json"])
+    n = int(meta["frames"])
+    if n < frames:
+        raise ValueError(f"clip {meta['key']} has {n} frames, fewer than the window's {frames}")
+    start = rng.randint(0, n - frames)
+    codes = np.load(io.BytesIO(sample["codes.npy"]))
+    out = {
+        "key": meta["key"],
+        "start": start,
+        "episode": int(meta["episode_index"]),
+        "codes": torch.from_numpy(codes[start : start + frames].astype(np.int64)),
+    }
+    if with_mel:
+        mel = np.load(io.BytesIO(sample["mel.npy"]))
+        out["mel"] = torch.from_numpy(mel[:, MEL_PER_FRAME * start : MEL_PER_FRAME * (start + frames)].copy())
+    return out
+
+
+WindowFn = Callable[[dict[str, Any], int, bool, random.Random], dict[str, Any]]
+
+
 def clip_windows(
     dataset: Dataset,
     split: str = "train",
     *,
     frames: int = 30,
     with_mel: bool = False,
+    make_window: WindowFn = clip_window,
     samples_per_worker: int | None = None,
     seed: int = 0,
     shuffle_buffer: int = 64,
@@ -129,15 +156,17 @@ def clip_windows(
     nodes and workers (evaluation). Otherwise shards are resampled with replacement and each worker
     yields exactly that many windows (training; same count on every rank).
 
-    `resume=(steps_done, batch_size)`: continue the exact stream of a run that has taken that many
-    DataLoader batches: each worker skips the samples it had delivered, without decoding them.
+    `make_window` turns a raw sample into a window: `clip_window` (video shards) or `code_window`
+    (Memcode shards). `resume=(steps_done, batch_size)`: continue the exact stream of a run that has
+    taken that many DataLoader batches: each worker skips the samples it had delivered, without
+    decoding them.
     """
     import webdataset as wds
 
     urls = dataset.shard_urls(split)
     if not urls:
         raise ValueError(f"split {split!r} has no shards in {dataset.root}")
-    window = _WindowStage(frames, with_mel, seed, dataset.excluded, resume)
+    window = _WindowStage(make_window, frames, with_mel, seed, dataset.excluded, resume)
     if samples_per_worker is None:
         stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     else:
@@ -184,8 +213,9 @@ class _Shuffle:
 class _WindowStage:
     """A pipeline stage that turns samples into windows, skipping (with a warning) bad ones."""
 
-    def __init__(self, frames: int, with_mel: bool, seed: int, excluded: frozenset[str],
-                 resume: tuple[int, int]) -> None:  # fmt: skip
+    def __init__(self, make_window: WindowFn, frames: int, with_mel: bool, seed: int,
+                 excluded: frozenset[str], resume: tuple[int, int]) -> None:  # fmt: skip
+        self.make_window = make_window
         self.frames, self.with_mel, self.seed, self.excluded = frames, with_mel, seed, excluded
         self.resume = resume
 
@@ -213,6 +243,6 @@ class _WindowStage:
             if delivered <= skip:
                 continue
             try:
-                yield clip_window(sample, self.frames, self.with_mel, rng)
+                yield self.make_window(sample, self.frames, self.with_mel, rng)
             except (ValueError, KeyError, av.FFmpegError) as err:
                 warnings.warn(f"skipping sample {sample.get('__key__')}: {err}", stacklevel=2)

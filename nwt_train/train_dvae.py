@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,6 @@ from nwt_train.models.critics import Critics
 from nwt_train.models.dvae import DVAE
 
 DATA_EXPECT = {"video": {"fps": 30, "height": 256, "width": 224}}
-
-
-class RunMismatch(ValueError):
-    """A run folder holds a checkpoint made with another config or dataset."""
 
 
 def outputs(critics: torch.nn.Module, video: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
@@ -58,22 +53,8 @@ def build(config: DVAETrainConfig, device: torch.device) -> dict[str, Any]:
     }
 
 
-def state_dict(parts: dict[str, Any], step: int, config: DVAETrainConfig, fingerprint: str) -> dict[str, Any]:
-    return {
-        "step": step,
-        "config": to_json(config),
-        "dataset": fingerprint,
-        "rng": checkpoint.rng_state(),
-        **{name: part.state_dict() for name, part in parts.items()},
-    }
-
-
 # Settings a resumed run may change: how long, how often it logs and saves, where it runs.
 RESUMABLE_CHANGES = {"steps", "log_every", "video_every", "checkpoint_every", "device", "num_workers"}
-
-
-def _comparable(config_json: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config_json.items() if k not in RESUMABLE_CHANGES}
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -108,25 +89,8 @@ def _train(
     fingerprint = dataset_fingerprint(dataset)
 
     parts = build(config, ctx.device)
-    step = 0
-    saved = checkpoint.load(run_dir)
-    if saved is not None:
-        changed = sorted(
-            k
-            for k in _comparable(saved["config"])
-            if _comparable(saved["config"])[k] != _comparable(to_json(config)).get(k)
-        )
-        if changed:
-            raise RunMismatch(
-                f"{run_dir} was started with other settings ({', '.join(changed)}); use a new --out folder"
-            )
-        if saved["dataset"] != fingerprint:
-            raise RunMismatch(f"{run_dir} was trained on other shards; use a new --out folder")
-        for name, part in parts.items():
-            part.load_state_dict(saved[name])
-        checkpoint.set_rng_state(saved["rng"])
-        step = saved["step"]
-    else:
+    step = checkpoint.restore(run_dir, parts, to_json(config), fingerprint, RESUMABLE_CHANGES)
+    if step == 0:
         torch.manual_seed(config.seed + ctx.rank)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,11 +121,9 @@ def _train(
         if config.bf16 and ctx.device.type == "cuda"
         else contextlib.nullcontext()
     )
-    stop = {"requested": False}
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     last: dict[str, float] = {}
     clock, clips_seen = time.perf_counter(), 0
-    try:
+    with checkpoint.stop_on_sigterm() as stop, contextlib.closing(logger):
         while step < config.steps and not stop["requested"]:
             batch = next(batches)
             video = fit_frames(batch["video"].to(ctx.device), config.model.frame_size)
@@ -236,14 +198,11 @@ def _train(
             if step % config.checkpoint_every == 0:
                 _save(parts, step, config, fingerprint, run_dir, ctx)
         _save(parts, step, config, fingerprint, run_dir, ctx)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        logger.close()
     return last
 
 
 def _save(parts: dict[str, Any], step: int, config: DVAETrainConfig, fingerprint: str, run_dir: Path,
           ctx: dist.Dist) -> None:  # fmt: skip
     if ctx.is_main:
-        checkpoint.save(run_dir, state_dict(parts, step, config, fingerprint))
+        checkpoint.save(run_dir, checkpoint.run_state(parts, step, to_json(config), fingerprint))
     dist.barrier(ctx)

@@ -22,10 +22,11 @@ from nwt_data.stages.segment import run_segment
 from nwt_data.stages.shard import run_shard
 from nwt_data.workspace import Workspace
 from nwt_train import checkpoint
+from nwt_train.checkpoint import RunMismatch
 from nwt_train.cli import app
 from nwt_train.config import tiny, with_overrides
 from nwt_train.data import Dataset, clip_windows
-from nwt_train.train_dvae import RunMismatch, train_dvae
+from nwt_train.train_dvae import train_dvae
 
 
 @pytest.fixture(scope="module")

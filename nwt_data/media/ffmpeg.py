@@ -130,6 +130,23 @@ def lavfi_demo_args(
     return args
 
 
+def mux_frames_args(
+    raw_video: Path, *, width: int, height: int, fps: int, audio: Path, out: Path, seconds: float
+) -> list[str]:
+    """Raw RGB24 frames (a file) + the first audio stream of `audio` -> an H.264/AAC MP4 `seconds` long.
+
+    `nwt-train generate` writes its frames this way; the audio is the user's own file, re-encoded
+    to AAC so that any input format fits the MP4.
+    """
+    return [
+        "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
+        "-i", str(raw_video), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
+        "-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k", "-t", f"{seconds:.6f}",
+        "-movflags", "+faststart", "-f", "mp4", str(out),
+    ]  # fmt: skip
+
+
 EXTERNAL_PLAYERS = ("mpv", "ffplay", "vlc")
 
 

@@ -16,6 +16,7 @@ Table 4 lists 4x4 kernels whose shapes only work out with that padding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -360,3 +361,25 @@ class DVAE(nn.Module):
         """indices (B, T, h, w, heads), episode (B,) -> video (B, T, 3, H, W) in [-1, 1]."""
         assert indices.ndim == 5, f"indices must be (B, T, h, w, heads), got shape {tuple(indices.shape)}"
         return self._decode_features(self.memcodes.decode_indices(indices), episode)
+
+    @property
+    def temporal_reach(self) -> int:
+        """Frames on either side that can affect a frame's codes or pixels (the Conv3D blocks' reach)."""
+        return sum(k[0] - 1 for k in self.config.temporal_kernels)
+
+
+def in_time_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, *, chunk: int, context: int) -> Tensor:
+    """fn over dim 1 (time) of x in chunks of `chunk` frames, each seen with `context` frames around it.
+
+    With context >= the model's temporal reach this equals fn(x) on deterministic models, at a memory
+    cost bounded by chunk + 2 * context frames: long clips encode and decode on any device.
+    """
+    t = x.shape[1]
+    if t <= chunk + 2 * context:
+        return fn(x)
+    parts = []
+    for start in range(0, t, chunk):
+        lo, hi = max(0, start - context), min(t, start + chunk + context)
+        out = fn(x[:, lo:hi])
+        parts.append(out[:, start - lo : start - lo + min(chunk, t - start)])
+    return torch.cat(parts, dim=1)

@@ -1,0 +1,221 @@
+"""`nwt-train encode`: sample every clip's Memcodes once from a frozen dVAE and write Memcode shards.
+
+The prior's targets are one sample of q(z|x) per clip (Section 2.2.1 and footnote 2: sampling, not
+argmax). Each input shard becomes a Memcode shard of the same name holding, per clip:
+    codes.npy   uint8 (T, h, w, heads)  the sampled index grid of every frame
+    mel.npy     the clip's mel, byte for byte from the video shard (80 x 4T+1, Table 7)
+    json        key, episode index, frame count, split
+`codes.json` describes the set like `dataset.json` does (shards, samples, episodes) and records the
+dVAE that made it: its run folder, step and a digest of its weights. A run that stops part-way keeps
+the shards it finished and the next run continues with the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nwt_train.data import Dataset, decode_video_window, to_unit_range
+from nwt_train.eval_dvae import load_dvae
+from nwt_train.models.dvae import DVAE, in_time_chunks
+from nwt_train.train_dvae import fit_frames
+
+CODES_JSON = "codes.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodeConfig:
+    """`nwt-train encode`: which dVAE, which shards, where the Memcode shards go."""
+
+    dvae: Path
+    data: Path
+    out: Path
+    seed: int = 0
+    """Seeds the Gumbel sampling; each clip draws from its own seed (seed, key)."""
+    chunk_frames: int = 64
+    """Frames encoded at once (with the dVAE's temporal reach as context): bounds memory on long clips."""
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over a model's parameters and buffers: names which dVAE weights made a set of codes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dvae_identity(run: Path, saved: dict[str, Any], model: DVAE) -> dict[str, Any]:
+    return {
+        "run": str(run),
+        "step": int(saved["step"]),
+        "weights_sha256": weights_digest(model),
+        "config": saved["config"]["model"],
+    }
+
+
+@torch.no_grad()
+def sample_codes(model: DVAE, frames: np.ndarray, *, seed: int, chunk: int) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) -> sampled Memcodes uint8 (T, h, w, heads), reproducible from `seed`."""
+    device = next(model.parameters()).device
+    video = fit_frames(to_unit_range(frames)[None].to(device), model.config.frame_size)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        codes = in_time_chunks(
+            lambda v: model.encode(v, sample=True), video, chunk=chunk, context=model.temporal_reach
+        )
+    return codes[0].to(torch.uint8).cpu().numpy()
+
+
+def clip_seed(seed: int, key: str) -> int:
+    return random.Random(f"{seed}:{key}").getrandbits(63)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _count_samples(path: Path) -> int:
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return sum(1 for m in tar.getmembers() if m.name.endswith(".json"))
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def encode_shards(
+    config: EncodeConfig,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_clip: Callable[[str, str | None], None] | None = None,
+) -> dict[str, Any]:
+    """Encode every shard of `config.data` into `config.out`; return the codes.json description.
+
+    `on_start(total_clips)` is called once, `on_clip(key, error_or_None)` after each clip. Clips that
+    fail to decode are skipped with their error; shards already written by an earlier run are kept.
+    """
+    import av
+    import webdataset as wds
+
+    from nwt_train.dist import setup
+
+    dataset = Dataset.open(config.data)
+    model, saved = load_dvae(config.dvae)
+    device = setup(config.device).device
+    model.to(device)
+    identity = dvae_identity(config.dvae, saved, model)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    described = out / CODES_JSON
+    if described.exists():
+        earlier = json.loads(described.read_text())
+        if earlier.get("dvae", {}).get("weights_sha256") != identity["weights_sha256"]:
+            raise ValueError(
+                f"{out} holds Memcodes of another dVAE ({earlier.get('dvae', {}).get('run')}); "
+                "use a new --out folder"
+            )
+    description: dict[str, Any] = {
+        "complete": False,
+        "dvae": identity,
+        "seed": config.seed,
+        "source": str(config.data),
+        "grid": list(model.config.grid_size),
+        "heads": model.config.heads,
+        "codebook_size": model.config.codebook_size,
+        "video": dataset.description.get("video", {}),
+        "mel": dataset.description.get("mel", {}),
+        "episodes": dataset.description["episodes"],
+        "excluded": sorted(dataset.excluded),
+        "shards": [],
+        "samples": {},
+    }
+    _write_json(described, description)  # claims the folder for this dVAE before any shard lands
+
+    todo = [s for s in dataset.description["shards"] if not (out / s["name"]).exists()]
+    if on_start is not None:
+        on_start(sum(int(s.get("samples", 0)) for s in todo))
+    failed = 0
+    for shard in todo:
+        final = out / shard["name"]
+        tmp = out / f".{shard['name']}.{uuid.uuid4().hex[:8]}.tmp"
+        source = wds.WebDataset(str(dataset.root / shard["name"]), shardshuffle=False)
+        with wds.TarWriter(str(tmp)) as sink:
+            for sample in source:
+                meta = json.loads(sample["json"])
+                key = meta["key"]
+                if sample["__key__"] in dataset.excluded:
+                    continue
+                try:
+                    frames = decode_video_window(sample["mp4"], 0, int(meta["frames"]))
+                    codes = sample_codes(
+                        model, frames, seed=clip_seed(config.seed, key), chunk=config.chunk_frames
+                    )
+                except (ValueError, KeyError, av.FFmpegError) as err:
+                    failed += 1
+                    if on_clip is not None:
+                        on_clip(key, f"{type(err).__name__}: {err}")
+                    continue
+                info = {"key": key, "episode_index": int(meta["episode_index"]), "frames": len(codes),
+                        "split": shard["split"]}  # fmt: skip
+                sink.write({
+                    "__key__": sample["__key__"],
+                    "codes.npy": _npy_bytes(codes),
+                    "mel.npy": sample["mel.npy"],
+                    "json": json.dumps(info).encode(),
+                })  # fmt: skip
+                if on_clip is not None:
+                    on_clip(key, None)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    for shard in dataset.description["shards"]:
+        path = out / shard["name"]
+        samples = _count_samples(path)
+        description["shards"].append(
+            {"name": shard["name"], "split": shard["split"], "samples": samples, "sha256": _file_sha256(path)}
+        )
+        description["samples"][shard["split"]] = description["samples"].get(shard["split"], 0) + samples
+    description["complete"] = True
+    description["failed_this_run"] = failed
+    _write_json(described, description)
+    return description
+
+
+def open_codes(root: Path) -> Dataset:
+    """A Memcode set for training; refuses one whose encode run did not finish."""
+    codes = Dataset.open(root, name=CODES_JSON)
+    if not codes.description.get("complete"):
+        raise ValueError(f"{root} is only partly encoded: run `nwt-train encode` again to finish it")
+    return codes

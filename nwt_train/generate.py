@@ -1,0 +1,291 @@
+"""`nwt-train generate`: speech in, video out.
+
+audio file -> 24 kHz mono -> mel (the same function as nwt-data) -> Memcodes sampled autoregressively
+with the prior's cached incremental steps -> pixels by the dVAE -> MP4 muxed with the input audio.
+
+Style (Section 3.5): z_l is drawn from the prior N(0, I), optionally with chosen variates fixed, or
+copied from a reference clip (z_l ~ q(z_l | z_r), z_r the dVAE's Memcodes of the clip). Episode
+control (3.4) picks the episode embedding by episode id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nwt_data.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, mel_spectrogram, to_model_rate
+from nwt_train import checkpoint
+from nwt_train.data import MEL_PER_FRAME, to_unit_range
+from nwt_train.encode import weights_digest
+from nwt_train.eval_dvae import _tuples, load_dvae
+from nwt_train.metrics import to_uint8_frames
+from nwt_train.models.dvae import DVAE, in_time_chunks
+from nwt_train.models.prior import Prior, PriorConfig
+from nwt_train.train_dvae import fit_frames
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateConfig:
+    """`nwt-train generate`: what to condition on and how to sample."""
+
+    prior: Path
+    dvae: Path
+    audio: Path
+    out: Path
+    episode: str
+    temperature: float = 1.0
+    seed: int = 0
+    style_from: Path | None = None
+    """A clip (any video the dVAE can read) whose style is copied; None samples z_l from N(0, I)."""
+    style_values: tuple[tuple[int, float], ...] = field(default_factory=tuple)
+    """(variate, value) pairs set in z_l after it is drawn (S4.1's per-variate control)."""
+    seconds: float | None = None
+    """Use only the first `seconds` of the audio."""
+    cache: bool = True
+    """Cached incremental steps (B.2.3); False recomputes the full prefix every step (for benchmarks)."""
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds}")
+        if self.out.suffix.lower() != ".mp4":
+            raise ValueError(f"--out must name an .mp4 file, got {self.out}")
+
+
+def load_prior(run_dir: Path) -> tuple[Prior, dict[str, Any]]:
+    saved = checkpoint.load(run_dir)
+    if saved is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {run_dir}: train it with `nwt-train prior --out {run_dir}`"
+        )
+    if "prior" not in saved:
+        raise ValueError(f"{run_dir} is not a prior run (no prior weights in its checkpoint)")
+    model = Prior(PriorConfig(**{k: _tuples(v) for k, v in saved["config"]["model"].items()}))
+    model.load_state_dict(saved["prior"])
+    return model.eval(), saved
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """The first audio stream of any file PyAV reads, as mono float32 (channel mean) at its own rate."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            rate = stream.codec_context.sample_rate
+            planar = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
+            chunks = [
+                f.to_ndarray().mean(axis=0)
+                for frame in container.decode(stream)
+                for f in planar.resample(frame)
+            ]
+            chunks += [f.to_ndarray().mean(axis=0) for f in planar.resample(None)]
+    except av.FFmpegError as err:
+        raise ValueError(f"cannot read audio from {path}: {err}") from None
+    if not chunks or not sum(len(c) for c in chunks):
+        raise ValueError(f"{path} holds no decodable audio")
+    return np.concatenate(chunks).astype(np.float32), rate
+
+
+def speech_features(audio: np.ndarray, rate: int, seconds: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(24 kHz samples, mel (n_mels, 4N)) for N = the audio's length in video frames, rounded up."""
+    if seconds is not None:
+        audio = audio[: round(seconds * rate)]
+    frames = max(1, math.ceil(len(audio) * SAMPLE_RATE / rate / SAMPLES_PER_FRAME))
+    samples = to_model_rate(audio, rate, frames * SAMPLES_PER_FRAME)
+    mel = mel_spectrogram(samples)[:, : MEL_PER_FRAME * frames]  # 4N+1 -> the 4N the model reads
+    return samples, mel
+
+
+def episode_index(episodes: dict[str, int], wanted: str) -> int:
+    if wanted in episodes:
+        return int(episodes[wanted])
+    known = ", ".join(list(episodes)[:8]) + (" ..." if len(episodes) > 8 else "")
+    raise ValueError(f"unknown episode {wanted!r}; the prior knows: {known}")
+
+
+def read_video(path: Path) -> np.ndarray:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.FFmpegError, IndexError) as err:
+        raise ValueError(f"cannot read video from {path}: {err}") from None
+    if not frames:
+        raise ValueError(f"{path} holds no video frames")
+    return np.stack(frames)
+
+
+@torch.no_grad()
+def choose_style(
+    prior: Prior, dvae: DVAE, config: GenerateConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """z_l (1, style_dim): a prior draw, or a posterior draw for a reference clip; then fixed variates."""
+    device = next(prior.parameters()).device
+    dim = prior.config.style_dim
+    if config.style_from is None:
+        z = torch.randn(1, dim, generator=generator, device=device)
+    else:
+        video = fit_frames(
+            to_unit_range(read_video(config.style_from))[None].to(device), dvae.config.frame_size
+        )
+        codes = in_time_chunks(
+            lambda v: dvae.encode(v, sample=True), video, chunk=64, context=dvae.temporal_reach
+        )
+        mean, log_std = prior.style.posterior_params(codes)
+        z = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=device)
+    for variate, value in config.style_values:
+        if not 0 <= variate < dim:
+            raise ValueError(f"style variate {variate} is out of range: z_l has {dim} (0..{dim - 1})")
+        z[0, variate] = value
+    return z
+
+
+def sample_logits(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """One index per (..., K) distribution softmax(logits / temperature)."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return flat.view(probs.shape[:-1])
+
+
+@torch.no_grad()
+def sample_memcodes(
+    prior: Prior,
+    mel: torch.Tensor,
+    episode: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    temperature: float,
+    generator: torch.Generator,
+    cache: bool = True,
+    on_frame: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Memcodes (1, N, h, w, heads) for mel (1, n_mels, 4N), one frame (FAR) or Memcode (MAR) a step.
+
+    cache=True runs the decoder's incremental steps; False recomputes the whole prefix every step
+    (what the cache saves; the results agree to float tolerance).
+    """
+    config = prior.config
+    frames = mel.shape[-1] // MEL_PER_FRAME
+    grid_h, grid_w = config.grid
+    cond = prior.conditioning(mel, episode, z)
+    codes = torch.zeros(1, frames, grid_h, grid_w, config.heads, dtype=torch.long, device=mel.device)
+    decoder = prior.decoder
+    conds = decoder.project_conditioning(cond) if cache else []
+    state = decoder.new_state() if cache else []
+    for t in range(frames):
+        if config.arch == "far":
+            if cache:
+                logits = decoder.step(codes[:, t - 1] if t else None, conds, t, state)
+            else:
+                logits = decoder(codes[:, : t + 1], cond[:, :, : t + 1])[:, t]
+            codes[:, t] = sample_logits(logits, temperature, generator)
+        else:
+            for i in range(grid_h):
+                for j in range(grid_w):
+                    p = (t * grid_h + i) * grid_w + j
+                    if cache:
+                        previous = codes.view(1, -1, config.heads)[:, p - 1] if p else None
+                        logits = decoder.step(previous, conds, p, state)
+                    else:
+                        logits = decoder(codes[:, : t + 1], cond[:, :, : t + 1])[:, t, i, j]
+                    codes[:, t, i, j] = sample_logits(logits, temperature, generator)
+        if on_frame is not None:
+            on_frame(t + 1)
+    return codes
+
+
+@torch.no_grad()
+def decode_video(dvae: DVAE, codes: torch.Tensor, episode: torch.Tensor) -> np.ndarray:
+    """Memcodes (1, N, h, w, heads) -> uint8 frames (N, H, W, 3)."""
+    video = in_time_chunks(lambda c: dvae.decode(c, episode), codes, chunk=64, context=dvae.temporal_reach)
+    return to_uint8_frames(video[0])
+
+
+def write_mp4(frames: np.ndarray, audio: Path, out: Path, seconds: float) -> None:
+    """H.264 frames at 30 FPS muxed with the input audio (AAC), trimmed to `seconds`, written atomically."""
+    from nwt_data.media.ffmpeg import mux_frames_args, run_ffmpeg
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp.mp4")
+    with tempfile.TemporaryDirectory(prefix="nwt-generate-") as folder:
+        raw = Path(folder) / "frames.rgb"
+        raw.write_bytes(np.ascontiguousarray(frames).tobytes())
+        height, width = frames.shape[1:3]
+        try:
+            run_ffmpeg(mux_frames_args(raw, width=width, height=height, fps=VIDEO_FPS, audio=audio,
+                                       out=tmp, seconds=seconds))  # fmt: skip
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def generate(config: GenerateConfig, *, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the whole chain; return a summary (frames, seconds, frames per second of sampling, ...)."""
+    from nwt_train.dist import setup
+
+    device = setup(config.device).device
+    prior, saved = load_prior(config.prior)
+    dvae, _ = load_dvae(config.dvae)
+    expected = saved["codes"]["dvae"]
+    if weights_digest(dvae) != expected["weights_sha256"]:
+        raise ValueError(
+            f"{config.dvae} is not the dVAE the prior was trained with (step {expected['step']} of "
+            f"{expected['run']}); pass that run to --dvae"
+        )
+    prior.to(device)
+    dvae.to(device)
+    episode = torch.tensor([episode_index(saved["codes"]["episodes"], config.episode)], device=device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    audio, rate = read_audio(config.audio)
+    _, mel = speech_features(audio, rate, config.seconds)
+    frames = mel.shape[-1] // MEL_PER_FRAME
+    z = choose_style(prior, dvae, config, generator)
+    started = time.perf_counter()
+    codes = sample_memcodes(
+        prior,
+        torch.from_numpy(mel)[None].to(device),
+        episode,
+        z,
+        temperature=config.temperature,
+        generator=generator,
+        cache=config.cache,
+        on_frame=(lambda t: on_frame(t, frames)) if on_frame else None,
+    )
+    sampling_s = time.perf_counter() - started
+    video = decode_video(dvae, codes, episode)
+    # N frames cover the audio rounded up to a frame; the MP4 is exactly N / 30 s long.
+    write_mp4(video, config.audio, config.out, seconds=frames / VIDEO_FPS)
+    summary = {
+        "out": str(config.out),
+        "arch": prior.config.arch,
+        "frames": frames,
+        "seconds": frames / VIDEO_FPS,
+        "sampling_s": sampling_s,
+        "frames_per_s": frames / sampling_s,
+        "style": "reference" if config.style_from else "prior",
+        "z_l": [round(v, 4) for v in z[0].tolist()],
+        "episode": config.episode,
+        "seed": config.seed,
+        "temperature": config.temperature,
+    }
+    sidecar = config.out.with_suffix(".json")
+    sidecar.write_text(json.dumps(summary, indent=2))
+    return summary
