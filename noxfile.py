@@ -39,10 +39,10 @@ def bench(session: nox.Session) -> None:
     """Throughput benchmarks, each printing its figures against a baseline measured in the same run.
 
     `nox -s bench -- segment` runs only benchmarks/bench_segment.py (names: segment, prepare, review,
-    flags, train).
+    flags, train, generate).
     """
     install(session)
-    names = session.posargs or ["segment", "prepare", "review", "flags", "train"]
+    names = session.posargs or ["segment", "prepare", "review", "flags", "train", "generate"]
     for name in names:
         script = Path(f"benchmarks/bench_{name}.py")
         if not script.exists():

@@ -9,42 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 from typer.testing import CliRunner
 
-from nwt_data import config as data_config
-from nwt_data.catalog import Catalog
-from nwt_data.demo import STUDIO_BACKGROUND, STUDIO_FILTER
-from nwt_data.media.ffmpeg import lavfi_demo_args, run_ffmpeg
-from nwt_data.stages.fetch import run_fetch
-from nwt_data.stages.mask import run_mask
-from nwt_data.stages.segment import run_segment
-from nwt_data.stages.shard import run_shard
-from nwt_data.workspace import Workspace
 from nwt_train import checkpoint
 from nwt_train.checkpoint import RunMismatch
 from nwt_train.cli import app
 from nwt_train.config import tiny, with_overrides
 from nwt_train.data import Dataset, clip_windows
 from nwt_train.train_dvae import train_dvae
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated studio footage through the real nwt-data stages: a few 256x224 training clips."""
-    root = tmp_path_factory.mktemp("dvae-data")
-    source = root / "studio.mp4"
-    run_ffmpeg(lavfi_demo_args(source, seconds=12.5, width=640, height=360, fps="30", gop=60,
-                               source=STUDIO_BACKGROUND, extra_video_filter=STUDIO_FILTER))  # fmt: skip
-    (root / "m.csv").write_text(f"episode_id,url\nstudio,{source}\n")
-    ws = Workspace.open(root / "ws")
-    catalog = Catalog(ws.catalog_path)
-    quiet = Console(quiet=True)
-    run_fetch(ws, catalog, root / "m.csv", data_config.FetchConfig(workers=1), quiet)
-    run_segment(ws, catalog, data_config.SegmentConfig(workers=1), quiet)
-    run_mask(ws, catalog, data_config.MaskConfig(workers=1, include_unreviewed=True), quiet)
-    run_shard(ws, catalog, data_config.ShardConfig(), quiet)
-    return ws.shards_dir
 
 
 def _config(**overrides):  # type: ignore[no-untyped-def]
