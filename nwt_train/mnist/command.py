@@ -39,7 +39,7 @@ def mnist_study(
     lr: Annotated[float, typer.Option(help="Adam learning rate (generator and critic).")] = StudyConfig.lr,
     seed: Annotated[int, typer.Option(help="Study seed; experiment i uses seed + i.")] = StudyConfig.seed,
     threads: Annotated[
-        int, typer.Option(help="torch CPU threads (0: torch's default).")
+        int, typer.Option(help="torch CPU threads (0: torch default; 1 suits a shared 2-core machine).")
     ] = StudyConfig.threads,
     verify_md5: Annotated[
         bool, typer.Option(help="Require the published MD5s of the decompressed MNIST files.")
@@ -90,8 +90,9 @@ def mnist_study(
 
             report = run_study(config, progress=show, data=data_tensors)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        from nwt_train.cli import fail  # the CLI's one error printer (imported late: cli imports us)
+
+        raise fail(err) from None
     table = Table(title=f"mnist-study: {out}", header_style="bold")
     for column, justify in (
         ("experiment", "left"),

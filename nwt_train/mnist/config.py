@@ -79,7 +79,7 @@ class StudyConfig:
     """Output folder: PNGs, results.md, results.json, models/."""
     experiments: tuple[str, ...] = EXPERIMENTS
     seed: int = 0
-    steps: int = 4000
+    steps: int = 3000
     """Training updates per model (one critic and one generator update each, as Algorithm 2)."""
     batch_size: int = 64
     train_size: int = 0
@@ -111,8 +111,9 @@ class StudyConfig:
     """Test digits per head in the head-control figure."""
     neighbours: int = 10
     """Nearest neighbours per query in Figure 4 (queries: the first test image of each digit)."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)."""
+    threads: int = 1
+    """torch CPU threads (0: torch's default). One by default: on two cores shared with another busy
+    process, two OpenMP threads spend most of their time waiting for each other (measured 10-50x slower)."""
     verify_md5: bool = True
 
     def __post_init__(self) -> None:
