@@ -36,9 +36,21 @@ def _members(tar_path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's five 256x224 clips of two episodes, made by the real `nwt-data demo` pipeline."""
+    from nwt_data.cli.app import app as data_app
+
+    workspace = tmp_path_factory.mktemp("prior-data") / "ws"
+    result = CliRunner().invoke(data_app, ["demo", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    return workspace / "shards"
+
+
+@pytest.fixture(scope="module")
 def dvae_run(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny dVAE trained long enough that its posterior is confident (mean entropy ~0.1 nats)."""
     run = tmp_path_factory.mktemp("prior") / "dvae"
-    config = with_overrides(tiny(), {"steps": 40, "lr": 1e-3, "log_every": 20, "video_every": 1000})
+    config = with_overrides(tiny(), {"steps": 60, "lr": 1e-3, "log_every": 20, "video_every": 1000})
     train_dvae(config, shards, run)
     return run
 
@@ -68,7 +80,7 @@ def test_encode_writes_sampled_memcodes_with_the_aligned_mel(
     description = json.loads((codes / "codes.json").read_text())
     model, saved = load_dvae(dvae_run)
     assert description["complete"] and description["dvae"]["weights_sha256"] == weights_digest(model)
-    assert description["dvae"]["step"] == saved["step"] == 40
+    assert description["dvae"]["step"] == saved["step"] == 60
     assert description["grid"] == [8, 7] and description["heads"] == 4
     source = json.loads((shards / "dataset.json").read_text())
     assert description["samples"] == {k: v for k, v in source["samples"].items() if v}
@@ -192,7 +204,7 @@ def test_generate_writes_an_mp4_of_the_speech_at_30_fps(
     seconds = None if arch == "far" else 1.5
     out = tmp_path / f"{arch}.mp4"
     args = ["generate", "--prior", run, "--dvae", codes.parent / "dvae", "--audio", speech,
-            "--episode", "studio", "--out", out, "--seed", "3"]  # fmt: skip
+            "--episode", "demo-ntsc", "--out", out, "--seed", "3"]  # fmt: skip
     if seconds:
         args += ["--seconds", str(seconds)]
     result = _invoke(*args)
@@ -211,7 +223,7 @@ def test_generate_writes_an_mp4_of_the_speech_at_30_fps(
 def test_generate_style_controls(far_run: tuple[Path, list[dict[str, float]]], codes: Path, speech: Path,
                                  shards: Path, tmp_path: Path) -> None:  # fmt: skip
     run, dvae = far_run[0], codes.parent / "dvae"
-    base = ["generate", "--prior", run, "--dvae", dvae, "--audio", speech, "--episode", "studio",
+    base = ["generate", "--prior", run, "--dvae", dvae, "--audio", speech, "--episode", "demo-ntsc",
             "--seconds", "0.5"]  # fmt: skip
     members = _members(next(shards.glob("train-*.tar")))
     reference = tmp_path / "reference.mp4"
@@ -243,12 +255,29 @@ def test_generate_explains_bad_input(far_run: tuple[Path, list[dict[str, float]]
     base = ["generate", "--prior", run, "--audio", speech, "--out", tmp_path / "x.mp4"]
     unknown = _invoke(*base, "--dvae", dvae, "--episode", "nope")
     assert (
-        unknown.exit_code == 2 and "unknown episode 'nope'" in unknown.output and "studio" in unknown.output
+        unknown.exit_code == 2
+        and "unknown episode 'nope'" in unknown.output
+        and "demo-ntsc" in unknown.output
     )
-    wrong = _invoke(*base, "--dvae", tmp_path, "--episode", "studio")
+    wrong = _invoke(*base, "--dvae", tmp_path, "--episode", "demo-ntsc")
     assert wrong.exit_code == 2 and "no checkpoint" in wrong.output
     silent = make_video("silent.mp4", with_audio=False, seconds=1.0)
-    mute = _invoke("generate", "--prior", run, "--dvae", dvae, "--audio", silent, "--episode", "studio",
+    mute = _invoke("generate", "--prior", run, "--dvae", dvae, "--audio", silent, "--episode", "demo-ntsc",
                    "--out", tmp_path / "y.mp4")  # fmt: skip
     assert mute.exit_code == 2 and "no audio stream" in mute.output
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
+
+
+def test_prior_trains_under_torchrun_with_two_processes(codes: Path, tmp_path: Path) -> None:
+    """The real launcher: two gloo ranks, DDP around the prior, rank 0 saves."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "nwt_train.cli", "prior", "--data", str(codes), "--out", str(run), "--arch", "far",
+            "--preset", "tiny", "--set", "steps=2", "--set", "batch_size=2"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    saved = checkpoint.load(run)
+    assert saved["step"] == 2 and saved["config"]["batch_size"] == 2
