@@ -43,7 +43,10 @@ def main() -> None:
     parser.add_argument("--mar-frames", type=int, default=8, help="frames MAR generates per measurement")
     parser.add_argument("--no-uncached", action="store_true", help="skip the (slow) uncached baselines")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"preset {args.preset} on {device} ({torch.get_num_threads()} CPU threads), batch 1")
