@@ -246,3 +246,33 @@ class _WindowStage:
                 yield self.make_window(sample, self.frames, self.with_mel, rng)
             except (ValueError, KeyError, av.FFmpegError) as err:
                 warnings.warn(f"skipping sample {sample.get('__key__')}: {err}", stacklevel=2)
+
+
+def training_batches(
+    dataset: Dataset,
+    *,
+    frames: int,
+    per_rank: int,
+    steps: int,
+    step: int,
+    seed: int,
+    num_workers: int,
+    with_mel: bool = False,
+    make_window: WindowFn = clip_window,
+) -> Iterator[dict[str, Any]]:
+    """The batches of a training run from `step` on: exactly the stream an uninterrupted run sees."""
+    windows = clip_windows(
+        dataset,
+        "train",
+        frames=frames,
+        with_mel=with_mel,
+        make_window=make_window,
+        samples_per_worker=max(1, steps * per_rank),
+        seed=seed,
+        resume=(step, per_rank),
+    )
+    # A generator of its own: making the iterator must not draw from the (restored) global RNG.
+    loader = torch.utils.data.DataLoader(
+        windows, batch_size=per_rank, num_workers=num_workers, generator=torch.Generator().manual_seed(seed)
+    )
+    return iter(loader)

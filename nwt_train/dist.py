@@ -6,6 +6,7 @@ network with `wrap()`, and reduces with `all_mean()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -73,3 +74,12 @@ def barrier(dist: Dist) -> None:
 def cleanup() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+def precision(dist: Dist, *, tf32: bool, bf16: bool) -> contextlib.AbstractContextManager:
+    """Set TF32 for matmuls and convolutions on GPU; the autocast context of a step (bf16 on GPU)."""
+    if dist.device.type != "cuda":
+        return contextlib.nullcontext()
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()

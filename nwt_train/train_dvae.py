@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from nwt_train import checkpoint, dist, losses, schedules
 from nwt_train.config import DVAETrainConfig, to_json
-from nwt_train.data import Dataset, clip_windows
+from nwt_train.data import Dataset, training_batches
 from nwt_train.metrics import Logger, side_by_side
 from nwt_train.models.critics import Critics
 from nwt_train.models.dvae import DVAE
@@ -83,9 +83,7 @@ def _train(
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks")
     per_rank = config.batch_size // ctx.world_size
-    if ctx.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = config.tf32
-        torch.backends.cudnn.allow_tf32 = config.tf32
+    autocast = dist.precision(ctx, tf32=config.tf32, bf16=config.bf16)
     fingerprint = dataset_fingerprint(dataset)
 
     parts = build(config, ctx.device)
@@ -99,28 +97,16 @@ def _train(
     dvae, critics = dist.wrap(parts["dvae"], ctx), dist.wrap(parts["critics"], ctx)
     raw_critics = parts["critics"]
     gen_opt, critic_opt = parts["gen_opt"], parts["critic_opt"]
-    windows = clip_windows(
+    batches = training_batches(
         dataset,
-        "train",
         frames=config.frames,
-        samples_per_worker=max(1, config.steps * per_rank),
+        per_rank=per_rank,
+        steps=config.steps,
+        step=step,
         seed=config.seed,
-        resume=(step, per_rank),
-    )
-    # A generator of its own: making the iterator must not draw from the (restored) global RNG.
-    loader = torch.utils.data.DataLoader(
-        windows,
-        batch_size=per_rank,
         num_workers=config.num_workers,
-        generator=torch.Generator().manual_seed(config.seed),
     )
-    batches = iter(loader)
     logger = Logger(run_dir, enabled=ctx.is_main)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.bf16 and ctx.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
     last: dict[str, float] = {}
     clock, clips_seen = time.perf_counter(), 0
     with checkpoint.stop_on_sigterm() as stop, contextlib.closing(logger):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from nwt_train import checkpoint, dist, schedules
 from nwt_train.config import PriorTrainConfig, to_json
-from nwt_train.data import clip_windows, code_window
+from nwt_train.data import code_window, training_batches
 from nwt_train.encode import open_codes
 from nwt_train.metrics import Logger
 from nwt_train.models.prior import Prior
@@ -77,9 +77,7 @@ def _train(
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks")
     per_rank = config.batch_size // ctx.world_size
-    if ctx.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = config.tf32
-        torch.backends.cudnn.allow_tf32 = config.tf32
+    autocast = dist.precision(ctx, tf32=config.tf32, bf16=config.bf16)
     fingerprint = dataset_fingerprint(codes_set)
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
@@ -100,29 +98,18 @@ def _train(
         (run_dir / "config.json").write_text(json.dumps(to_json(config), indent=2))
 
     model = dist.wrap(prior, ctx)
-    windows = clip_windows(
+    batches = training_batches(
         codes_set,
-        "train",
         frames=config.frames,
+        per_rank=per_rank,
+        steps=config.steps,
+        step=step,
+        seed=config.seed,
+        num_workers=config.num_workers,
         with_mel=True,
         make_window=code_window,
-        samples_per_worker=max(1, config.steps * per_rank),
-        seed=config.seed,
-        resume=(step, per_rank),
     )
-    loader = torch.utils.data.DataLoader(
-        windows,
-        batch_size=per_rank,
-        num_workers=config.num_workers,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    batches = iter(loader)
     logger = Logger(run_dir, enabled=ctx.is_main)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.bf16 and ctx.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
 
     def save() -> None:
         if ctx.is_main:
