@@ -50,6 +50,7 @@ def test_study_end_to_end_through_the_command(fake_mnist: Path, tmp_path: Path) 
 
     report = json.loads((out / "results.json").read_text())
     assert report["config"]["steps"] == 3 and report["config"]["seed"] == 7
+    assert all(r["steps"] == 3 for r in report["results"].values())
     assert report["seeds"] == {e: 7 + i for i, e in enumerate(EXPERIMENTS)}
     results = report["results"]
     assert list(results) == list(EXPERIMENTS)
@@ -148,8 +149,8 @@ def test_bad_options_are_one_line_errors(fake_mnist: Path, tmp_path: Path) -> No
     base = ["mnist-study", "--data", str(fake_mnist), "--out", str(tmp_path / "o"), "--no-verify-md5"]
     assert "unknown experiment(s) a3" in _error([*base, "--experiment", "a3"])
     assert "train_size 301 exceeds the 300 training images" in _error([*base, "--train-size", "301"])
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
-        StudyConfig(data="d", out="o", steps=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        StudyConfig(data="d", out="o", batch_size=0)
 
 
 def test_hamming_nearest_ties_go_to_the_lowest_training_index() -> None:
@@ -171,3 +172,9 @@ def test_real_mnist_folder_passes_every_check() -> None:
     assert mnist.train_images.shape == (60_000, 28, 28) and mnist.test_images.shape == (10_000, 28, 28)
     assert np.bincount(mnist.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert np.bincount(mnist.train_labels).sum() == 60_000
+
+
+def test_steps_default_per_experiment() -> None:
+    config = StudyConfig(data="d", out="o")
+    assert config.steps_of("a1-occupancy") == 6000 and config.steps_of("a2-class") == 3000
+    assert StudyConfig(data="d", out="o", steps=5).steps_of("a1-occupancy") == 5

@@ -28,7 +28,9 @@ def mnist_study(
         list[str] | None,
         typer.Option(help=f"Run only this experiment (repeatable): {', '.join(EXPERIMENTS)}. Default: all."),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Training updates per model.")] = StudyConfig.steps,
+    steps: Annotated[
+        int, typer.Option(help="Training updates per model (0: per experiment, 6000 or 3000).")
+    ] = StudyConfig.steps,
     train_size: Annotated[
         int, typer.Option(help="First N training images (training, occupancy, 1-NN database); 0: all.")
     ] = StudyConfig.train_size,
@@ -80,7 +82,7 @@ def mnist_study(
         )
         with Progress(*columns, console=console) as bar:
             tasks: dict[str, TaskID] = {
-                name: bar.add_task(name, total=config.steps, info="", start=False)
+                name: bar.add_task(name, total=config.steps_of(name), info="", start=False)
                 for name in config.experiments
             }
 

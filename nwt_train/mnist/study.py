@@ -88,13 +88,14 @@ def train_model(
     adam = {"lr": config.lr, "betas": config.betas, "eps": config.adam_eps}
     gen_opt = torch.optim.Adam(model.parameters(), **adam)
     critic_opt = torch.optim.Adam(critic.parameters(), **adam) if critic is not None else None
-    midpoint = config.kl_midpoint_fraction * config.steps
+    steps = config.steps_of(experiment)
+    midpoint = config.kl_midpoint_fraction * steps
     latent, size = schedules.latent_and_input_size((1, SIDE, SIDE), (1,), heads=net.heads)
     model.train()
     last: dict[str, float] = {}
     start = time.perf_counter()
-    report_every = max(1, config.steps // 100)
-    for step in range(config.steps):
+    report_every = max(1, steps // 100)
+    for step in range(steps):
         pick = torch.randint(len(images), (config.batch_size,), generator=batches)
         x, y = images[pick], labels[pick]
         reconstruction, _, logits = model(x)
@@ -152,9 +153,9 @@ def train_model(
                 f"{experiment}: the loss became {loss.item()} at step {step}; lower --lr"
             )
         last = values | {"pixel_l1": (reconstruction.detach() - x).abs().mean().item()}
-        if progress is not None and ((step + 1) % report_every == 0 or step + 1 == config.steps):
+        if progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
             info = " ".join(f"{k} {v:.3f}" for k, v in last.items())
-            progress(experiment, step + 1, config.steps, info)
+            progress(experiment, step + 1, steps, info)
     model.eval()
     if critic is not None:
         critic.eval()
@@ -329,7 +330,8 @@ def run_study(
         start = time.perf_counter()
         trained = train_model(experiment, config, data["train"], data["train_labels"], progress)
         if progress is not None:
-            progress(experiment, config.steps, config.steps, "evaluating")
+            steps = config.steps_of(experiment)
+            progress(experiment, steps, steps, "evaluating")
         if experiment == "a1-occupancy":
             result = run_a1_occupancy(config, data, trained)
         elif experiment == "a1-heads":
@@ -347,6 +349,7 @@ def run_study(
         )
         results[experiment] = result | {
             "seed": config.seed_of(experiment),
+            "steps": config.steps_of(experiment),
             "loss": LOSS_KIND[experiment],
             "heads": config.net(experiment).heads,
             "codebook": config.net(experiment).codebook_size,
@@ -401,7 +404,7 @@ def results_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# NWT Appendix A on MNIST: results",
         "",
-        f"Steps per model {config['steps']}, batch {config['batch_size']}, lr {config['lr']}, "
+        f"Batch {config['batch_size']}, lr {config['lr']}, "
         f"{report['train_images']} training / {report['test_images']} test images, seed {config['seed']} "
         f"(per experiment: {', '.join(f'{e} {s}' for e, s in report['seeds'].items())}).",
         f"Tie-break: {report['tie_break']}.",
@@ -419,6 +422,6 @@ def results_markdown(report: dict[str, Any]) -> str:
         links = ", ".join(f"[{f}]({f})" for f in result["figures"])
         lines.append(
             f"| {experiment} | {result['heads']} x {result['codebook']} | {result['loss']} | "
-            f"{result['train_seconds']:.0f} | {links} |"
+            f"{result['steps']} | {result['train_seconds']:.0f} | {links} |"
         )
     return "\n".join(lines) + "\n"
