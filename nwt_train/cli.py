@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tarfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from nwt_data.errors import NwtError
 
 app = typer.Typer(
     name="nwt-train",
@@ -65,6 +68,12 @@ ConfigFile = Annotated[
 Overrides = Annotated[
     list[str] | None, typer.Option("--set", help="KEY=VALUE override, e.g. steps=1000 or model.channels=64.")
 ]
+
+
+# What a run can meet from its inputs and surroundings: bad settings or data (ValueError, which
+# RunMismatch and DatasetMismatch are), files (OSError), ffmpeg (NwtError), devices (RuntimeError),
+# a diverging loss (FloatingPointError), damaged tars (TarError). Each becomes one line, exit code 2.
+USER_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError, NwtError, tarfile.TarError)
 
 
 def fail(err: BaseException) -> typer.Exit:
@@ -148,7 +157,7 @@ def dvae(
                 bar.update(task, completed=step, info=info)
 
             last = train_dvae(config, data, out, progress=show)
-    except (ValueError, FileNotFoundError) as err:  # RunMismatch and DatasetMismatch are ValueErrors
+    except USER_ERRORS as err:
         raise fail(err) from None
     if is_main_rank():
         print_last(f"dvae: {out}", last, console, skip="codebook/")
@@ -190,7 +199,7 @@ def encode(
             description = encode_shards(
                 config, on_start=lambda n: bar.update(task, total=n), on_clip=clip_done
             )
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from None
     table = Table(title=f"encode: {out}", header_style="bold")
     for column in ("split", "shards", "clips"):
@@ -203,8 +212,12 @@ def encode(
     console.print(
         f"Memcodes {grid} x {description['heads']} heads from dVAE step {description['dvae']['step']}"
     )
-    if errors:
-        console.print(f"[red]{len(errors)} clip(s) failed[/]; fix or drop them and run encode again")
+    if errors or not description["complete"]:
+        missing = ", ".join(description["incomplete_shards"])
+        console.print(
+            f"[red]{len(errors)} clip(s) failed[/]; their shards ({missing}) were not kept. Fix the clips "
+            "(or reject them in `nwt-data review` and run `nwt-data shard`), then run encode again"
+        )
         raise typer.Exit(1)
 
 
@@ -247,7 +260,7 @@ def prior(
                 bar.update(task, completed=step, info=info)
 
             last = train_prior(config, data, out, progress=show)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from None
     if is_main_rank():
         print_last(f"prior ({arch}): {out}", last, console, skip="ce/head")
@@ -317,7 +330,7 @@ def generate(
                 bar.update(task, completed=done, total=total, speed=f"{rate:.1f} frames/s")
 
             summary = run_generate(config, on_frame=frame_done)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from None
     console.print(
         f"[green]✓[/] {summary['out']}: {summary['frames']} frames ({summary['seconds']:.2f} s at 30 FPS), "
@@ -343,7 +356,7 @@ def eval_dvae(
 
     try:
         result = evaluate(run, data, split=split, max_windows=max_windows)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         raise fail(err) from None
     table = Table(title=f"eval-dvae {run} on {split} ({result['windows']} windows)", header_style="bold")
     table.add_column("model")

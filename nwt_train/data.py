@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 MEL_PER_FRAME = 4
+MAX_SKIPS_IN_A_ROW = 200
 
 
 class DatasetMismatch(ValueError):
@@ -233,7 +234,7 @@ class _WindowStage:
         import webdataset as wds
 
         stream_seed = self.seed * 1_000_003 + wds.utils.pytorch_worker_seed()
-        skip, delivered = self._skip(), 0
+        skip, delivered, failures = self._skip(), 0, 0
         for sample in source:
             if sample.get("__key__") in self.excluded:
                 continue
@@ -243,9 +244,19 @@ class _WindowStage:
             if delivered <= skip:
                 continue
             try:
-                yield self.make_window(sample, self.frames, self.with_mel, rng)
+                window = self.make_window(sample, self.frames, self.with_mel, rng)
             except (ValueError, KeyError, av.FFmpegError) as err:
                 warnings.warn(f"skipping sample {sample.get('__key__')}: {err}", stacklevel=2)
+                failures += 1
+                # Resampled shards never end: without this a set with no usable clip would hang.
+                if failures >= MAX_SKIPS_IN_A_ROW:
+                    raise ValueError(
+                        f"{failures} samples in a row gave no window (last: {err}); are the clips "
+                        f"shorter than the {self.frames}-frame window? Lower `frames` or add longer clips"
+                    ) from None
+                continue
+            failures = 0
+            yield window
 
 
 def training_batches(

@@ -83,3 +83,16 @@ def precision(dist: Dist, *, tf32: bool, bf16: bool) -> contextlib.AbstractConte
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def seed_rank(dist: Dist, *, seed: int, step: int) -> None:
+    """Each rank's own random stream (Gumbel and style noise) after `checkpoint.restore`.
+
+    A fresh run seeds rank r with seed + r. A resumed single process keeps the restored RNG state
+    (bitwise-exact resume). Under DDP only rank 0's state was saved, so every rank re-seeds from
+    (seed, rank, step) instead of all sharing rank 0's stream.
+    """
+    if step == 0:
+        torch.manual_seed(seed + dist.rank)
+    elif dist.enabled:
+        torch.manual_seed(seed * 1_000_003 + dist.rank * 7919 + step)

@@ -138,18 +138,15 @@ def encode_shards(
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     described = out / CODES_JSON
+    source_shards = {sh["name"]: sh.get("sha256") for sh in dataset.description["shards"]}
     if described.exists():
-        earlier = json.loads(described.read_text())
-        if earlier.get("dvae", {}).get("weights_sha256") != identity["weights_sha256"]:
-            raise ValueError(
-                f"{out} holds Memcodes of another dVAE ({earlier.get('dvae', {}).get('run')}); "
-                "use a new --out folder"
-            )
+        _refuse_other_codes(json.loads(described.read_text()), identity, config, source_shards, out)
     description: dict[str, Any] = {
         "complete": False,
         "dvae": identity,
         "seed": config.seed,
         "source": str(config.data),
+        "source_shards": source_shards,
         "grid": list(model.config.grid_size),
         "heads": model.config.heads,
         "codebook_size": model.config.codebook_size,
@@ -165,8 +162,9 @@ def encode_shards(
     todo = [s for s in dataset.description["shards"] if not (out / s["name"]).exists()]
     if on_start is not None:
         on_start(sum(int(s.get("samples", 0)) for s in todo))
-    failed = 0
+    failed, incomplete = 0, []
     for shard in todo:
+        failed_here = 0
         final = out / shard["name"]
         tmp = out / f".{shard['name']}.{uuid.uuid4().hex[:8]}.tmp"
         source = wds.WebDataset(str(dataset.root / shard["name"]), shardshuffle=False)
@@ -182,7 +180,7 @@ def encode_shards(
                         model, frames, seed=clip_seed(config.seed, key), chunk=config.chunk_frames
                     )
                 except (ValueError, KeyError, av.FFmpegError) as err:
-                    failed += 1
+                    failed_here += 1
                     if on_clip is not None:
                         on_clip(key, f"{type(err).__name__}: {err}")
                     continue
@@ -196,21 +194,50 @@ def encode_shards(
                 })  # fmt: skip
                 if on_clip is not None:
                     on_clip(key, None)
+        failed += failed_here
+        if failed_here:  # not kept: the next run encodes this shard again, once its clips are fixed
+            tmp.unlink()
+            incomplete.append(shard["name"])
+            continue
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final)
 
     for shard in dataset.description["shards"]:
         path = out / shard["name"]
+        if not path.exists():
+            continue
         samples = _count_samples(path)
         description["shards"].append(
             {"name": shard["name"], "split": shard["split"], "samples": samples, "sha256": _file_sha256(path)}
         )
         description["samples"][shard["split"]] = description["samples"].get(shard["split"], 0) + samples
-    description["complete"] = True
-    description["failed_this_run"] = failed
+    description["complete"] = not incomplete
+    description["incomplete_shards"] = incomplete
+    description["failed_clips"] = failed
     _write_json(described, description)
     return description
+
+
+def _refuse_other_codes(earlier: dict[str, Any], identity: dict[str, Any], config: EncodeConfig,
+                        source_shards: dict[str, Any], out: Path) -> None:  # fmt: skip
+    """A folder resumes only the encode that started it: same dVAE, seed and source shards."""
+    if earlier.get("dvae", {}).get("weights_sha256") != identity["weights_sha256"]:
+        raise ValueError(
+            f"{out} holds Memcodes of another dVAE ({earlier.get('dvae', {}).get('run')}); "
+            "use a new --out folder"
+        )
+    if earlier.get("seed") != config.seed:
+        raise ValueError(f"{out} was encoded with --seed {earlier.get('seed')}; use it or a new --out folder")
+    stale = sorted(
+        name
+        for name, sha in earlier.get("source_shards", {}).items()
+        if (out / name).exists() and source_shards.get(name) != sha
+    )
+    if stale:
+        raise ValueError(
+            f"{out} holds Memcodes of other versions of {', '.join(stale)}; use a new --out folder"
+        )
 
 
 def open_codes(root: Path) -> Dataset:

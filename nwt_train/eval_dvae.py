@@ -109,6 +109,8 @@ def load_dvae(run_dir: Path) -> tuple[DVAE, dict[str, Any]]:
     saved = checkpoint.load(run_dir)
     if saved is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}: train it with `nwt-train dvae --out {run_dir}`")
+    if "dvae" not in saved:
+        raise ValueError(f"{run_dir} is not a dVAE run (its checkpoint holds no dVAE weights)")
     model_config = {k: _tuples(v) for k, v in saved["config"]["model"].items()}
     model = DVAE(DVAEConfig(**model_config))
     model.load_state_dict(saved["dvae"])

@@ -88,8 +88,7 @@ def _train(
 
     parts = build(config, ctx.device)
     step = checkpoint.restore(run_dir, parts, to_json(config), fingerprint, RESUMABLE_CHANGES)
-    if step == 0:
-        torch.manual_seed(config.seed + ctx.rank)
+    dist.seed_rank(ctx, seed=config.seed, step=step)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(to_json(config), indent=2))

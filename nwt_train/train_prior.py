@@ -85,8 +85,7 @@ def _train(
     optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr, betas=config.betas, eps=config.adam_eps)
     parts = {"prior": prior, "optimizer": optimizer}
     step = checkpoint.restore(run_dir, parts, to_json(config), fingerprint, RESUMABLE_CHANGES)
-    if step == 0:
-        torch.manual_seed(config.seed + ctx.rank)
+    dist.seed_rank(ctx, seed=config.seed, step=step)
     # What generation needs besides the weights: the episode ids and the dVAE these codes came from.
     about_codes = {
         "dvae": codes_set.description["dvae"],

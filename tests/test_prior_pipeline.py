@@ -281,3 +281,19 @@ def test_prior_trains_under_torchrun_with_two_processes(codes: Path, tmp_path: P
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     saved = checkpoint.load(run)
     assert saved["step"] == 2 and saved["config"]["batch_size"] == 2
+
+
+def test_prior_and_encode_refuse_what_cannot_work(codes: Path, shards: Path, tmp_path: Path) -> None:
+    # Windows longer than every clip: a clear error instead of resampling shards forever.
+    with pytest.raises(ValueError, match="shorter than the 100000-frame window"):
+        train_prior(_prior_config("far", steps=1, frames=100_000), codes, tmp_path / "long")
+    # An encode folder resumes only with the seed that started it.
+    other_seed = _invoke("encode", "--dvae", codes.parent / "dvae", "--data", shards, "--out", codes,
+                         "--seed", "5")  # fmt: skip
+    assert other_seed.exit_code == 2 and "--seed 0" in other_seed.output
+    # A prior run is not a dVAE; a device that does not exist is a one-line error, not a traceback.
+    swapped = _invoke("encode", "--dvae", codes.parent / "far", "--data", shards, "--out", tmp_path / "c")
+    assert swapped.exit_code == 2 and "not a dVAE run" in swapped.output
+    bad_device = _invoke("prior", "--data", codes, "--out", tmp_path / "d", "--preset", "tiny",
+                         "--set", "device=nonsense")  # fmt: skip
+    assert bad_device.exit_code == 2 and "error:" in bad_device.output
