@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,15 @@ def all_mean(value: torch.Tensor, dist: Dist) -> torch.Tensor:
 def barrier(dist: Dist) -> None:
     if dist.enabled:
         torch_dist.barrier()
+
+
+@contextlib.contextmanager
+def running(device: str = "auto") -> Iterator[Dist]:
+    """`setup()` for the length of a run; the process group is left however the run ends."""
+    try:
+        yield setup(device)
+    finally:
+        cleanup()
 
 
 def cleanup() -> None:

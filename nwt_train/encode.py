@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nwt_data.stages.fetch import sha256_of
+from nwt_data.workspace import fsync_path, write_atomic
 from nwt_train.data import Dataset, decode_video_window, to_unit_range
 from nwt_train.eval_dvae import load_dvae
 from nwt_train.models.dvae import DVAE, in_time_chunks
@@ -93,14 +95,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _count_samples(path: Path) -> int:
     import tarfile
 
@@ -109,9 +103,7 @@ def _count_samples(path: Path) -> int:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value, indent=2).encode())
 
 
 def encode_shards(
@@ -199,8 +191,7 @@ def encode_shards(
             tmp.unlink()
             incomplete.append(shard["name"])
             continue
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_path(tmp)
         os.replace(tmp, final)
 
     for shard in dataset.description["shards"]:
@@ -209,7 +200,7 @@ def encode_shards(
             continue
         samples = _count_samples(path)
         description["shards"].append(
-            {"name": shard["name"], "split": shard["split"], "samples": samples, "sha256": _file_sha256(path)}
+            {"name": shard["name"], "split": shard["split"], "samples": samples, "sha256": sha256_of(path)}
         )
         description["samples"][shard["split"]] = description["samples"].get(shard["split"], 0) + samples
     description["complete"] = not incomplete

@@ -111,14 +111,14 @@ def load_dvae(run_dir: Path) -> tuple[DVAE, dict[str, Any]]:
         raise FileNotFoundError(f"no checkpoint in {run_dir}: train it with `nwt-train dvae --out {run_dir}`")
     if "dvae" not in saved:
         raise ValueError(f"{run_dir} is not a dVAE run (its checkpoint holds no dVAE weights)")
-    model_config = {k: _tuples(v) for k, v in saved["config"]["model"].items()}
+    model_config = {k: as_tuples(v) for k, v in saved["config"]["model"].items()}
     model = DVAE(DVAEConfig(**model_config))
     model.load_state_dict(saved["dvae"])
     return model.eval(), saved
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+def as_tuples(value: Any) -> Any:
+    return tuple(as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 @torch.no_grad()

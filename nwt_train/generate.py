@@ -26,13 +26,12 @@ import torch
 
 from nwt_data.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, mel_spectrogram, to_model_rate
 from nwt_train import checkpoint
-from nwt_train.data import MEL_PER_FRAME, to_unit_range
-from nwt_train.encode import weights_digest
-from nwt_train.eval_dvae import _tuples, load_dvae
+from nwt_train.data import MEL_PER_FRAME
+from nwt_train.encode import sample_codes, weights_digest
+from nwt_train.eval_dvae import as_tuples, load_dvae
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.models.prior import Prior, PriorConfig
-from nwt_train.train_dvae import fit_frames
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +72,7 @@ def load_prior(run_dir: Path) -> tuple[Prior, dict[str, Any]]:
         )
     if "prior" not in saved:
         raise ValueError(f"{run_dir} is not a prior run (no prior weights in its checkpoint)")
-    model = Prior(PriorConfig(**{k: _tuples(v) for k, v in saved["config"]["model"].items()}))
+    model = Prior(PriorConfig(**{k: as_tuples(v) for k, v in saved["config"]["model"].items()}))
     model.load_state_dict(saved["prior"])
     return model.eval(), saved
 
@@ -82,24 +81,15 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """The first audio stream of any file PyAV reads, as mono float32 (channel mean) at its own rate."""
     import av
 
+    from nwt_data.media.clip import decode_mono
+
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise ValueError(f"{path} has no audio stream")
-            stream = container.streams.audio[0]
-            rate = stream.codec_context.sample_rate
-            planar = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-            chunks = [
-                f.to_ndarray().mean(axis=0)
-                for frame in container.decode(stream)
-                for f in planar.resample(frame)
-            ]
-            chunks += [f.to_ndarray().mean(axis=0) for f in planar.resample(None)]
+        samples, rate, _ = decode_mono(path)
     except av.FFmpegError as err:
         raise ValueError(f"cannot read audio from {path}: {err}") from None
-    if not chunks or not sum(len(c) for c in chunks):
+    if not len(samples):
         raise ValueError(f"{path} holds no decodable audio")
-    return np.concatenate(chunks).astype(np.float32), rate
+    return samples, rate
 
 
 def speech_features(audio: np.ndarray, rate: int, seconds: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +132,9 @@ def choose_style(
     if config.style_from is None:
         z = torch.randn(1, dim, generator=generator, device=device)
     else:
-        video = fit_frames(
-            to_unit_range(read_video(config.style_from))[None].to(device), dvae.config.frame_size
-        )
-        codes = in_time_chunks(
-            lambda v: dvae.encode(v, sample=True), video, chunk=64, context=dvae.temporal_reach
-        )
+        # z_r: the reference's Memcodes, sampled as `nwt-train encode` samples a clip's.
+        reference = sample_codes(dvae, read_video(config.style_from), seed=config.seed, chunk=64)
+        codes = torch.from_numpy(reference)[None].long().to(device)
         mean, log_std = prior.style.posterior_params(codes)
         z = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=device)
     for variate, value in config.style_values:

@@ -66,11 +66,8 @@ def train_dvae(
     config: DVAETrainConfig, data: Path, run_dir: Path, *, progress: Any = None
 ) -> dict[str, float]:
     """Train until `config.steps`; return the last logged values; `progress(step, values)` sees each log."""
-    ctx = dist.setup(config.device)
-    try:
+    with dist.running(config.device) as ctx:
         return _train(config, data, run_dir, ctx, progress)
-    finally:
-        dist.cleanup()
 
 
 def _train(

@@ -62,11 +62,8 @@ def train_prior(
     config: PriorTrainConfig, data: Path, run_dir: Path, *, progress: Any = None
 ) -> dict[str, float]:
     """Train until `config.steps` on the Memcode set `data`; return the last logged values."""
-    ctx = dist.setup(config.device)
-    try:
+    with dist.running(config.device) as ctx:
         return _train(config, data, run_dir, ctx, progress)
-    finally:
-        dist.cleanup()
 
 
 def _train(

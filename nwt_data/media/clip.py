@@ -104,35 +104,44 @@ def kept_audio(window: ClipWindow) -> tuple[np.ndarray, int]:
     return audio_span(window, window.trim_start, window.trim_end - window.trim_start)
 
 
+def decode_mono(path: Path) -> tuple[np.ndarray, int, float | None]:
+    """The first audio stream of a file as mono float32 at its own rate, and its first frame's time.
+
+    Whatever the codec gives (planar or interleaved, float or integer PCM), swresample turns it into
+    planar float in [-1, 1] at the same rate (no delay); mono is the channels' mean, as in
+    librosa.to_mono (swresample's own downmix would add correlated channels at -3 dB: louder).
+    The time is None when no frame decoded.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path.name} has no audio stream")
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        planar = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
+        chunks: list[np.ndarray] = [np.zeros(0, np.float32)]
+        first: float | None = None
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            if first is None:
+                first = frame.time
+            chunks.extend(f.to_ndarray().mean(axis=0) for f in planar.resample(frame))
+        chunks.extend(f.to_ndarray().mean(axis=0) for f in planar.resample(None))
+    return np.concatenate(chunks).astype(np.float32, copy=False), rate, first
+
+
 def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.02) -> tuple[np.ndarray, int]:
     """Mono float32 audio for episode times [start, start + seconds) at the file's rate.
 
     Up to `pad` seconds missing at the end (a 30 FPS frame grid can reach 1/60 s past the kept
     window) are filled with silence; more than that is an error.
     """
-    import av
-
-    with av.open(str(window.path)) as container:
-        if not container.streams.audio:
-            raise ValueError("the clip file has no audio stream")
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate
-        # Whatever the codec gives (planar or interleaved, float or integer PCM), swresample turns it
-        # into planar float in [-1, 1] at the same rate (no delay); mono is the channels' mean, as in
-        # librosa.to_mono (swresample's own downmix would add correlated channels at -3 dB: louder).
-        planar = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-        chunks: list[np.ndarray] = []
-        first: float | None = None
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            if first is None:
-                first = frame.time + window.clip_offset
-            chunks.extend(f.to_ndarray().mean(axis=0) for f in planar.resample(frame))
-        chunks.extend(f.to_ndarray().mean(axis=0) for f in planar.resample(None))
+    samples, rate, first = decode_mono(window.path)
     if first is None:
         raise ValueError(f"{window.path.name}: no decodable audio")
-    samples = np.concatenate(chunks)
+    first += window.clip_offset
     begin = round((start - first) * rate)
     count = round(seconds * rate)
     missing = begin + count - len(samples)

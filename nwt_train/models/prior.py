@@ -351,14 +351,15 @@ class TapQueue:
     def __init__(self, span: int, kernel: int, dilation: int) -> None:
         self.span, self.kernel, self.dilation = span, kernel, dilation
         self.buffer: Tensor | None = None
+        self.back: Tensor | None = None
         self.position = 0
 
     def taps(self, x: Tensor) -> Tensor:
         if self.buffer is None:
             self.buffer = x.new_zeros(*x.shape[:2], self.span, *x.shape[3:])
-        # The input j * dilation steps back sits `j * dilation` slots behind the write position.
-        back = [(self.position - j * self.dilation) % self.span for j in range(self.kernel - 1, 0, -1)]
-        index = torch.tensor(back, device=x.device)
+            # Input j * dilation steps back sits j * dilation slots behind the write position.
+            self.back = torch.arange(self.kernel - 1, 0, -1, device=x.device) * self.dilation
+        index = (self.position - self.back) % self.span
         taps = torch.cat([self.buffer.index_select(2, index), x], dim=2)
         self.buffer[:, :, self.position] = x[:, :, 0]
         self.position = (self.position + 1) % self.span
