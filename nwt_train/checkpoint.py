@@ -1,9 +1,15 @@
-"""Checkpoints: one plain dict per file, written atomically; a run folder resumes from its latest."""
+"""Checkpoints: one plain dict per file, written atomically; a run folder resumes from its latest.
+
+A checkpoint holds only tensors, numbers, strings, lists, tuples and dicts, and is read with
+`torch.load(weights_only=True)`: unpickling a file never runs code, so a checkpoint from anywhere is
+safe to open. RNG states are stored as tensors for that reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
 import signal
 import uuid
@@ -14,11 +20,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from nwt_data.errors import NwtError
+
 LATEST = "latest.pt"
 
 
+class CheckpointError(NwtError):
+    """A checkpoint file that is unreadable, not an nwt checkpoint, or holds more than plain data."""
+
+    kind = "checkpoint"
+
+
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as plain tensors and numbers (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -26,8 +53,20 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = state["python"]
+    random.setstate(
+        (python_state["version"], tuple(python_state["internal"].tolist()), python_state["gauss"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -46,11 +85,30 @@ def save(run_dir: Path, state: dict[str, Any]) -> Path:
 
 
 def load(run_dir: Path) -> dict[str, Any] | None:
-    """The run's latest checkpoint, or None for a fresh run."""
+    """The run's latest checkpoint, or None for a fresh run.
+
+    Read with weights_only=True: a file holding anything but plain data (a crafted pickle that would
+    run code, say) is refused with a CheckpointError before any of it is executed.
+    """
     path = run_dir / LATEST
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    hint = f"move it away and retrain, or point at another run folder than {run_dir}"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
+            reason = (
+                "it holds objects other than tensors and plain data (refused: loading them could run code)"
+            )
+        raise CheckpointError(f"{path} is not a safe nwt checkpoint: {reason}", hint) from None
+    except (EOFError, RuntimeError, ValueError, OSError, IndexError, KeyError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "the file is empty or cut short"
+        raise CheckpointError(f"{path} is not a readable checkpoint: {reason}", hint) from None
+    if not isinstance(saved, dict) or not {"step", "config"} <= saved.keys():
+        raise CheckpointError(f"{path} is not an nwt checkpoint (no step and config in it)", hint)
+    return saved
 
 
 class RunMismatch(ValueError):
