@@ -8,26 +8,28 @@ definition.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-SAMPLE_RATE = 24_000
-VIDEO_FPS = 30
-SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 800
-MEL_PARAMS: dict[str, Any] = {
-    "sr": SAMPLE_RATE,
-    "n_mels": 80,
-    "n_fft": 1024,
-    "hop_length": 200,
-    "win_length": 800,
-    "center": True,
-    "pad_mode": "constant",
-    "power": 2.0,
-    "fmin": 0.0,
-    "fmax": 8000.0,
-}
-MEL_FRAMES_PER_VIDEO_FRAME = SAMPLES_PER_FRAME // MEL_PARAMS["hop_length"]  # 4
+# The numbers are the data contract's; re-exported here for the audio code's readers.
+from nwt_data.contract import (
+    MEL_FRAMES_PER_VIDEO_FRAME,
+    MEL_PARAMS,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    VIDEO_FPS,
+    mel_frames_for,
+)
+
+__all__ = [
+    "MEL_FRAMES_PER_VIDEO_FRAME",
+    "MEL_PARAMS",
+    "SAMPLES_PER_FRAME",
+    "SAMPLE_RATE",
+    "VIDEO_FPS",
+    "mel_frames_for",
+    "mel_spectrogram",
+    "to_model_rate",
+]
 
 
 def mel_spectrogram(audio: np.ndarray) -> np.ndarray:
@@ -46,7 +48,3 @@ def to_model_rate(audio: np.ndarray, rate: int, n_samples: int) -> np.ndarray:
     if rate != SAMPLE_RATE:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
     return librosa.util.fix_length(audio, size=n_samples).astype(np.float32)
-
-
-def mel_frames_for(n_video_frames: int) -> int:
-    return MEL_FRAMES_PER_VIDEO_FRAME * n_video_frames + 1

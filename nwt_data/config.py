@@ -14,11 +14,12 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from nwt_data.contract import FRAME_HEIGHT, FRAME_WIDTH
 from nwt_data.errors import ConfigError
 
-# The training frames are 224 wide and 256 tall (Appendix D, step 7).
-OUTPUT_WIDTH = 224
-OUTPUT_HEIGHT = 256
+# The training frames are 224 wide and 256 tall (Appendix D, step 7): the data contract's.
+OUTPUT_WIDTH = FRAME_WIDTH
+OUTPUT_HEIGHT = FRAME_HEIGHT
 OUTPUT_ASPECT = OUTPUT_WIDTH / OUTPUT_HEIGHT  # 0.875
 
 
@@ -167,9 +168,6 @@ class MaskConfig:
         _positive("gop", self.gop)
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf must be within 0..51, not {self.crf}")
-
-
-SPLITS = ("train", "val", "test")
 
 
 def parse_size(text: str | int) -> int:

@@ -26,7 +26,10 @@ from typing import Any
 
 import tomli_w
 
+from nwt_data.contract import fsync_folder, fsync_path, write_atomic
 from nwt_data.errors import ConfigError, WorkspaceError
+
+__all__ = ["Workspace", "fsync_folder", "fsync_path", "write_atomic"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,26 +135,6 @@ class Workspace:
             yield
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary name and a rename, so readers never see half."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file, or a folder's files and the folder itself, to disk (before marking it done)."""
-    for item in [*path.iterdir(), path] if path.is_dir() else [path]:
-        fd = os.open(item, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def clear_trash(folder: Path) -> None:
     """Remove `.NAME.old-*` folders a run killed inside `replace_dir` left behind."""
     for trash in folder.glob("**/.*.old-*"):
@@ -167,15 +150,6 @@ def replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(src, dst)
     fsync_folder(dst.parent)
-
-
-def fsync_folder(folder: Path) -> None:
-    """fsync a folder's entry list (a rename inside it), not its files."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _DEFAULT_FILE: dict[str, Any] = {

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-MEL_PER_FRAME = 4
+from nwt_data.contract import (
+    CODES_FORMAT,
+    CODES_JSON,
+    DATASET_FORMAT,
+    MEL_FRAMES_PER_VIDEO_FRAME,
+    check_format,
+)
+
+MEL_PER_FRAME = MEL_FRAMES_PER_VIDEO_FRAME
 MAX_SKIPS_IN_A_ROW = 200
 
 
@@ -46,6 +54,7 @@ class Dataset:
             made_by = "nwt-train encode" if name == "codes.json" else "nwt-data shard"
             raise FileNotFoundError(f"no {name} at {root}: run `{made_by}` first")
         description = json.loads(path.read_text())
+        check_format(description, name, CODES_FORMAT if name == CODES_JSON else DATASET_FORMAT)
         for section, wanted in (expect or {}).items():
             have = description.get(section, {})
             wrong = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}

@@ -26,14 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from nwt_data.stages.fetch import sha256_of
-from nwt_data.workspace import fsync_path, write_atomic
+from nwt_data.contract import CODES_FORMAT, CODES_JSON, fsync_path, sha256_of, write_atomic
 from nwt_train.data import Dataset, decode_video_window, to_unit_range
 from nwt_train.eval_dvae import load_dvae
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.train_dvae import fit_frames
-
-CODES_JSON = "codes.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +131,7 @@ def encode_shards(
     if described.exists():
         _refuse_other_codes(json.loads(described.read_text()), identity, config, source_shards, out)
     description: dict[str, Any] = {
+        "format": CODES_FORMAT,
         "complete": False,
         "dvae": identity,
         "seed": config.seed,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nwt_data.contract import FRAME_HEIGHT, FRAME_WIDTH, VIDEO_FPS
 from nwt_train import checkpoint, dist, losses, schedules
 from nwt_train.config import DVAETrainConfig, to_json
 from nwt_train.data import Dataset, training_batches
@@ -23,7 +24,7 @@ from nwt_train.metrics import Logger, side_by_side
 from nwt_train.models.critics import Critics
 from nwt_train.models.dvae import DVAE
 
-DATA_EXPECT = {"video": {"fps": 30, "height": 256, "width": 224}}
+DATA_EXPECT = {"video": {"fps": VIDEO_FPS, "height": FRAME_HEIGHT, "width": FRAME_WIDTH}}
 
 
 def outputs(critics: torch.nn.Module, video: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:

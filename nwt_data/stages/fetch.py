@@ -8,7 +8,6 @@ catalog then records its size, sha256, downloader version and probe facts. yt-dl
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import shutil
@@ -21,6 +20,7 @@ from rich.console import Console
 
 from nwt_data.catalog import Catalog, EpisodeSource
 from nwt_data.config import FetchConfig
+from nwt_data.contract import sha256_of
 from nwt_data.errors import FetchError, ManifestError, MediaError
 from nwt_data.manifest import Manifest, read_manifest
 from nwt_data.media.ffmpeg import ffmpeg_exe
@@ -83,14 +83,6 @@ def _fetch_error(message: str, kind: str | None = None) -> FetchError:
 
 
 # --- per-episode work ------------------------------------------------------------------------
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _ytdlp_version() -> str:
     from yt_dlp.version import __version__
 

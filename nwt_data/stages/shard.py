@@ -21,14 +21,26 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nwt_data.audio import MEL_FRAMES_PER_VIDEO_FRAME, MEL_PARAMS, SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 from nwt_data.catalog import Catalog
-from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, SPLITS, ShardConfig, to_dict
+from nwt_data.config import ShardConfig, to_dict
+from nwt_data.contract import (
+    DATASET_FORMAT,
+    DATASET_JSON,
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    MEL_FRAMES_PER_VIDEO_FRAME,
+    MEL_PARAMS,
+    PIXEL_SCALING,
+    SAMPLE_KEYS,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    SPLITS,
+    VIDEO_FPS,
+    mel_frames_for,
+    sha256_of,
+)
 from nwt_data.stages import StageReport
-from nwt_data.stages.fetch import sha256_of
 from nwt_data.workspace import Workspace, fsync_folder, write_atomic
-
-DATASET_FORMAT = 1
 
 
 # --- splits (pure) -----------------------------------------------------------------------------
@@ -79,7 +91,7 @@ def sample_metadata(clip: Any, episode: Any) -> dict[str, Any]:
         "frames": frames,
         "fps": VIDEO_FPS,
         "audio_samples": frames * SAMPLES_PER_FRAME,
-        "mel_frames": MEL_FRAMES_PER_VIDEO_FRAME * frames + 1,
+        "mel_frames": mel_frames_for(frames),
         "masked_frames": clip["masked_frames"],
         "masked_fraction": clip["masked_fraction"],
         "split": clip["split"],
@@ -158,12 +170,12 @@ def dataset_description(catalog: Catalog, config: ShardConfig, video: dict[str, 
         "samples": {split: sum(s["samples"] for s in shards if s["split"] == split) for split in SPLITS},
         "video": {
             "fps": VIDEO_FPS,
-            "width": OUTPUT_WIDTH,
-            "height": OUTPUT_HEIGHT,
+            "width": FRAME_WIDTH,
+            "height": FRAME_HEIGHT,
             "channels": 3,
             "codec": "h264",
             "pix_fmt": "yuv420p",
-            "pixel_scaling": "x / 127.5 - 1",
+            "pixel_scaling": PIXEL_SCALING,
             **video,
         },
         "audio": {
@@ -178,7 +190,7 @@ def dataset_description(catalog: Catalog, config: ShardConfig, video: dict[str, 
             "val_fraction": config.val_fraction,
             "test_fraction": config.test_fraction,
         },
-        "sample_keys": ["mp4", "audio.npy", "mel.npy", "json"],
+        "sample_keys": list(SAMPLE_KEYS),
         # Shards are never rewritten: clips rejected after sharding are listed for the loader to skip.
         "excluded": [
             r[0]
@@ -240,7 +252,7 @@ def run_shard(ws: Workspace, catalog: Catalog, config: ShardConfig, console: Con
         video = {"gop": mask_config.get("gop"), "crf": mask_config.get("crf")}
         description = dataset_description(catalog, config, video)
         description["shard_config"] = to_dict(config)
-        write_atomic(ws.shards_dir / "dataset.json", json.dumps(description, indent=2).encode())
+        write_atomic(ws.shards_dir / DATASET_JSON, json.dumps(description, indent=2).encode())
     for split in SPLITS:
         report.counts.setdefault(f"{split} clips written", 0)
     if description["excluded"]:
