@@ -129,11 +129,18 @@ class SegmentConfig:
 class MaskConfig:
     """`nwt-data mask`: overlay masking, 256x224 at 30 FPS, 24 kHz audio and mel (steps 6-8).
 
-    The overlay thresholds are the paper's (Appendix D step 6), in pixels of its 712-row crop; they
-    are scaled to each clip's crop height so other source sizes behave the same.
+    `overlay_rule` "graphic" (the default) masks only what behaves like a post-production graphic
+    (nwt_data.curation.overlay); "paper" is Appendix D step 6 exactly, with the thresholds below in
+    pixels of its 712-row crop, scaled to each clip's crop height so other source sizes behave the same.
     """
 
     workers: int = field(default_factory=default_workers)
+    overlay_rule: str = "graphic"
+    """Which overlays are painted white: graphic (rectangular, static, whole, or text) or paper."""
+    overlay_fps: float = 4.0
+    """graphic rule: frames per second of the kept window it looks at."""
+    text_fps: float = 1.0
+    """graphic rule: frames per second given to the OCR text detector (0: no text detection)."""
     threshold: int = 185
     """Grayscale binarisation threshold."""
     min_area: int = 4000
@@ -157,6 +164,12 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         _positive("workers", self.workers)
+        if self.overlay_rule not in ("graphic", "paper"):
+            raise ConfigError(f"overlay_rule must be graphic or paper, not {self.overlay_rule!r}")
+        if not 0 < self.overlay_fps <= 60:
+            raise ConfigError(f"overlay_fps must be within (0, 60], not {self.overlay_fps}")
+        if not 0 <= self.text_fps <= self.overlay_fps:
+            raise ConfigError(f"text_fps must be within [0, overlay_fps], not {self.text_fps}")
         if not 0 <= self.threshold <= 255:
             raise ConfigError(f"threshold must be within 0..255, not {self.threshold}")
         if not 0 <= self.min_area < self.max_area:
@@ -223,6 +236,7 @@ def _check_type(section: str, name: str, value: Any, expected: Any) -> None:
         (expected is int, "a whole number"),
         (expected is float, "a number"),
         (expected is CropSpec, "text such as 'paper' or 'center'"),
+        (expected is str, "text"),
     ]
     wanted = next((what for applies, what in checks if applies), None)
     ok = {
@@ -231,6 +245,7 @@ def _check_type(section: str, name: str, value: Any, expected: Any) -> None:
         "a whole number": isinstance(value, int),
         "a number": isinstance(value, (int, float)),
         "text such as 'paper' or 'center'": isinstance(value, str),
+        "text": isinstance(value, str),
     }.get(wanted, True)
     if wanted and (not ok or (isinstance(value, bool) and wanted != "true or false")):
         raise ConfigError(

@@ -24,6 +24,13 @@ from nwt_data.workspace import Workspace
 def mask(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     workers: WorkersOpt = None,
+    overlay_rule: Annotated[
+        str | None,
+        typer.Option(
+            help="graphic: mask only rectangular, static overlays and captions; paper: Appendix D step 6 "
+            "exactly \\[default: graphic]."
+        ),
+    ] = None,
     threshold: Annotated[int | None, typer.Option(help="Binarisation threshold \\[default: 185].")] = None,
     min_area: Annotated[int | None, typer.Option(help="Smallest overlay box area \\[default: 4000].")] = None,
     max_area: Annotated[
@@ -46,8 +53,10 @@ def mask(
 ) -> None:
     """Mask overlays, scale to 256x224 at exactly 30 FPS, cut 24 kHz audio and its mel (steps 6-8).
 
-    One decode pass per clip: the crop and trim recorded by segment, the paper's overlay heuristic
-    (thresholds in pixels of a 712-row crop, scaled to yours), sample-and-hold frame-rate conversion
+    One decode pass per clip (plus a look at a few sampled frames for the graphic rule): the crop and
+    trim recorded by segment, the overlay rule (graphic: panels, insets and captions that stay put
+    while the subject moves; paper: the paper's heuristic, thresholds in pixels of a 712-row crop,
+    scaled to yours), sample-and-hold frame-rate conversion
     that never drifts from the audio. Rejected clips are never prepared.
 
     [bold]Example:[/] nwt-data mask --workspace lwt
@@ -55,6 +64,7 @@ def mask(
     ws = Workspace.open(workspace, create=False)
     overrides = {
         "workers": workers,
+        "overlay_rule": overlay_rule,
         "threshold": threshold,
         "min_area": min_area,
         "max_area": max_area,

@@ -150,3 +150,27 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
     if missing > 0:
         samples = np.concatenate([samples, np.zeros(missing, np.float32)])
     return samples[begin : begin + count], rate
+
+
+def sampled_frames(window: ClipWindow, fps: float) -> Iterator[tuple[float, np.ndarray]]:
+    """(episode time, cropped RGB frame) for the first frame of each 1/fps slot of the kept window;
+    the other frames are decoded but never converted."""
+    import math
+
+    import av
+
+    x, y, w, h = window.crop
+    last = -1
+    with av.open(str(window.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            t = frame.time + window.clip_offset
+            if t >= window.trim_end - 1e-9:
+                break
+            slot = math.floor((t - window.trim_start) * fps + 1e-6)
+            if window.keeps(t) and slot > last:
+                last = slot
+                yield t, frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]

@@ -13,11 +13,13 @@ the Haar cascade that ships inside the OpenCV wheel (`cv2.data.haarcascades`):
   both the colours and the picture's structure (a flash or a moving head alters one of them). The
   change is measured between consecutive frames (hard cuts) and between frames `transition_seconds`
   apart (fades, dissolves).
-- overlay: the mask stage's own heuristic (`overlay_boxes` with `OverlayRule.for_crop` and the
-  workspace's [mask] thresholds, i.e. what `nwt-data mask` will paint) in at least
-  `overlay_min_share` of the sampled frames; or a static inset box (picture-in-picture), which that
-  heuristic cannot see because it only looks for bright regions: an axis-aligned rectangle whose
-  sides are straight, sharp edges at the same place in every sampled frame.
+- overlay: what `nwt-data mask` will paint, with the workspace's [mask] settings. With the default
+  `graphic` rule (nwt_data.curation.overlay): any box of the clip's overlay plan (rectangular bright
+  panels, static inset or banner boxes, captions found by the OCR text detector on `text_fps` frames).
+  With `overlay_rule = "paper"`: the paper's heuristic (`overlay_boxes`) in at least
+  `overlay_min_share` of the sampled frames, or a static inset box (picture-in-picture), which that
+  heuristic cannot see: an axis-aligned rectangle whose sides are straight, sharp edges at the same
+  place in every sampled frame.
 - silence: the share of 50 ms windows whose speech-band (80-4000 Hz, tapered edges) level reaches
   `silence_db` dBFS is below `min_voiced`.
 
@@ -42,6 +44,8 @@ from rich.console import Console
 
 from nwt_data.catalog import Catalog
 from nwt_data.config import MaskConfig, default_workers, to_dict
+from nwt_data.curation.overlay import plan_overlays
+from nwt_data.curation.text import text_boxes
 from nwt_data.errors import ConfigError, MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames
 from nwt_data.runner import Outcome, run_parallel
@@ -292,7 +296,12 @@ def _candidates(lines: np.ndarray, length: int) -> list[int]:
 
 
 def inset_boxes(
-    row_steps: np.ndarray, col_steps: np.ndarray, *, min_coverage: float = 0.8
+    row_steps: np.ndarray,
+    col_steps: np.ndarray,
+    *,
+    min_coverage: float = 0.8,
+    max_side: float = INSET_MAX_SIDE,
+    max_area: float = INSET_MAX_AREA,
 ) -> list[tuple[int, int, int, int]]:
     """Static inset boxes (x, y, w, h) from mean absolute steps (see `EdgeAccumulator`).
 
@@ -300,7 +309,7 @@ def inset_boxes(
     must be a found line, each covered by line pixels (one pixel of tolerance) on at least
     `min_coverage` of its length. A picture-in-picture in a corner has two found sides; one floating
     in the frame has four. A full-width band (a desk edge, a ticker) has no vertical side and is left
-    to the mask heuristic.
+    to the mask heuristic. `max_side` and `max_area` (shares of the frame) bound the box.
     """
     height, width = row_steps.shape[0] + 1, row_steps.shape[1]
     h_lines, v_lines = _line_pixels(row_steps), _line_pixels(col_steps.T)  # v_lines: (W-1, H)
@@ -320,14 +329,11 @@ def inset_boxes(
     boxes = []
     for (top, ti), (bottom, bi) in itertools.combinations(sorted(ys, key=lambda c: c[0]), 2):
         h = bottom - top
-        if not INSET_MIN_SIDE * height <= h <= INSET_MAX_SIDE * height:
+        if not INSET_MIN_SIDE * height <= h <= max_side * height:
             continue
         for (left, li), (right, ri) in itertools.combinations(sorted(xs, key=lambda c: c[0]), 2):
             w = right - left
-            if (
-                not INSET_MIN_SIDE * width <= w <= INSET_MAX_SIDE * width
-                or w * h > INSET_MAX_AREA * width * height
-            ):
+            if not INSET_MIN_SIDE * width <= w <= max_side * width or w * h > max_area * width * height:
                 continue
             horizontal = [h_cum[i, right] - h_cum[i, left] for i in (ti, bi) if i is not None]
             vertical = [v_cum[i, bottom] - v_cum[i, top] for i in (li, ri) if i is not None]
@@ -392,6 +398,9 @@ class ClipMeasures:
     insets: tuple[tuple[int, int, int, int], ...]
     voiced_share: float
     loudest_db: float
+    graphic: tuple[tuple[int, int, int, int], ...] | None = (
+        None  # the graphic rule's boxes (None: paper rule)
+    )
 
     @property
     def faces(self) -> int:
@@ -401,9 +410,12 @@ class ClipMeasures:
 def decide(m: ClipMeasures, config: FlagConfig) -> tuple[int, dict[str, bool]]:
     """(faces, {flag column: raised}) from a clip's measures."""
     faces = m.faces
-    overlay = config.overlay and (
-        m.overlay_share >= config.overlay_min_share or (config.inset and bool(m.insets))
-    )
+    if m.graphic is not None:  # the graphic rule: the flag says whether mask will paint anything
+        overlay = config.overlay and bool(m.graphic)
+    else:
+        overlay = config.overlay and (
+            m.overlay_share >= config.overlay_min_share or (config.inset and bool(m.insets))
+        )
     raised = {
         "flag_no_face": faces == 0,
         "flag_many_faces": faces > 1,
@@ -429,7 +441,11 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
     counts: list[int] = []
     overlays = 0
     edges = EdgeAccumulator()
-    last_slot = -1
+    graphic = config.overlay and config.mask.overlay_rule == "graphic"
+    sample_times: list[float] = []
+    grays: list[np.ndarray] = []
+    text: list[tuple[float, list[tuple[int, int, int, int]]]] = []
+    last_slot = last_text = -1
     try:
         for t, rgb in kept_frames(window):
             times.append(t)
@@ -441,7 +457,14 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
             last_slot = slot
             gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
             counts.append(count_faces(gray, min_face=config.min_face, neighbors=config.face_neighbors))
-            if config.overlay:
+            if graphic:
+                sample_times.append(t)
+                grays.append(gray)
+                text_slot = math.floor((t - window.trim_start) * config.mask.text_fps + 1e-6)
+                if config.mask.text_fps > 0 and text_slot > last_text:
+                    last_text = text_slot
+                    text.append((t, text_boxes(np.ascontiguousarray(rgb))))
+            elif config.overlay:
                 overlays += overlay_found(gray, rule)
                 if config.inset:
                     edges.add(gray)
@@ -469,6 +492,7 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
         insets=tuple(insets),
         voiced_share=float((levels >= config.silence_db).mean()),
         loudest_db=float(levels.max()),
+        graphic=tuple(b.box for b in plan_overlays(sample_times, grays, text).boxes) if graphic else None,
     )
 
 

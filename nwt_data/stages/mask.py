@@ -1,9 +1,11 @@
 """`nwt-data mask`: Appendix D steps 6-8 in one decode pass per clip.
 
 For every kept clip: decode once, crop (recorded by segment), paint on-screen overlays white (the
-paper's OpenCV heuristic), scale to 256 rows x 224 columns, convert to exactly 30 FPS by sample and
-hold on the episode timeline, encode once (H.264, short GOP for random windows), and cut the same
-window's audio to 24 kHz mono with its mel spectrogram. Outputs go to `prepared/EP/CLIP/`.
+`graphic` rule of nwt_data.curation.overlay, which first looks at a few sampled frames of the clip,
+or the paper's per-frame OpenCV heuristic with `overlay_rule = "paper"`), scale to 256 rows x 224
+columns, convert to exactly 30 FPS by sample and hold on the episode timeline, encode once (H.264,
+short GOP for random windows), and cut the same window's audio to 24 kHz mono with its mel
+spectrogram. Outputs go to `prepared/EP/CLIP/`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from rich.console import Console
 from nwt_data.audio import SAMPLES_PER_FRAME, VIDEO_FPS, mel_frames_for, mel_spectrogram, to_model_rate
 from nwt_data.catalog import Catalog
 from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig
+from nwt_data.curation.overlay import OverlayPlan, plan_overlays, sample_clip
 from nwt_data.errors import MediaError, NwtError
-from nwt_data.media.clip import ClipWindow, audio_span, held_frames
+from nwt_data.media.clip import ClipWindow, audio_span, held_frames, sampled_frames
 from nwt_data.media.probe import av_error_text
 from nwt_data.runner import Outcome, run_parallel
 from nwt_data.stages import StageReport
@@ -121,16 +124,24 @@ class FrameProcessor:
     small frame, rounded outwards.
     """
 
-    def __init__(self, crop: tuple[int, int, int, int], rule: OverlayRule) -> None:
+    def __init__(
+        self, crop: tuple[int, int, int, int], rule: OverlayRule, plan: OverlayPlan | None = None,
+        clip_offset: float = 0.0,
+    ) -> None:  # fmt: skip
         self.crop = crop
         self.rule = rule
+        self.plan = plan  # the graphic rule's boxes for the clip; None: the paper's rule per frame
+        self.clip_offset = clip_offset
         self.sx, self.sy = OUTPUT_WIDTH / crop[2], OUTPUT_HEIGHT / crop[3]
         self._graph: Any = None
         self._graph_key: tuple[Any, ...] | None = None
 
     def __call__(self, frame: Any) -> tuple[Any, float]:
-        luma, full_range = self._luma(frame)
-        boxes = overlay_boxes(luma, self.rule, full_range=full_range)
+        if self.plan is not None:
+            boxes = self.plan.boxes_at(frame.time + self.clip_offset)
+        else:
+            luma, full_range = self._luma(frame)
+            boxes = overlay_boxes(luma, self.rule, full_range=full_range)
         small = self._scaled(frame)
         return small, paint_white(small, [scale_box(b, self.sx, self.sy) for b in boxes])
 
@@ -224,7 +235,23 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
         )
     times = output_times(window.trim_start, row["duration"])
     n = len(times)
-    processor = FrameProcessor(window.crop, OverlayRule.for_crop(config, window.crop[3]))
+    plan = None
+    if config.overlay_rule == "graphic":
+        try:
+            sampled = sample_clip(
+                sampled_frames(window, config.overlay_fps),
+                window.trim_start,
+                config.overlay_fps,
+                config.text_fps,
+            )
+        except (av.FFmpegError, ValueError) as err:
+            raise MediaError(
+                f"cannot decode {row['path']}: {av_error_text(err)}",
+                hint=f"the clip file is damaged: run `nwt-data segment --redo -e {row['episode_id']}`",
+            ) from err
+        plan = plan_overlays(*sampled)
+    rule = OverlayRule.for_crop(config, window.crop[3])
+    processor = FrameProcessor(window.crop, rule, plan, window.clip_offset)
     # With a worker per core, codec threads only add overhead; with fewer, they use the idle cores.
     threaded = config.workers < (os.cpu_count() or 1)
     work = ws.new_temp_dir(f"mask-{row['clip_id']}")

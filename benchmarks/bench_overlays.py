@@ -1,0 +1,110 @@
+"""Measure the two overlay rules (`paper`, `graphic`) on the real clips and the generated cases.
+
+For each clip: the frames are cropped as `nwt-data segment --crop center` would (the real clips) or
+are the generated 448x512 crops; the paper rule runs on every frame, the graphic rule plans from the
+frames sampled at `overlay_fps` (and OCR at `text_fps`) and paints its boxes on every frame.
+Columns: frames with a false box (painted more than 0.2% of the frame outside the true overlays) and
+the mean share of the frame painted outside them; frames with an overlay whose area is at least 90%
+painted. Real clips: only vexpress_case10 has an overlay (its inset, bottom left, whole clip). Also
+the graphic rule's CPU seconds per clip-second (sampling, OCR and planning; decoding not counted).
+Run with `python benchmarks/bench_overlays.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from nwt_data.config import MaskConfig
+from nwt_data.curation.overlay import plan_overlays, sample_clip
+from nwt_data.curation.synthetic import Case, cases, score
+from nwt_data.stages.mask import OverlayRule, overlay_boxes
+
+SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+# The inset of vexpress_case10 in its centre crop (448x512 of 512x512): drawn pixels, measured by eye
+# on the decoded frames (x 0-93 after the 32-pixel crop offset, rows 448-511).
+CASE10_INSET = (0, 448, 94, 64)
+console = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def real_cases() -> list[Case]:
+    import av
+
+    out = []
+    for path in sorted(SHARED_MEDIA.glob("*.mp4")):
+        with av.open(str(path)) as container:
+            decoded = [
+                (f.time, f.to_ndarray(format="rgb24"))
+                for f in container.decode(video=0)
+                if f.time is not None
+            ]
+        height, width = decoded[0][1].shape[:2]
+        w = round(height * 224 / 256)
+        x0 = (width - w) // 2
+        frames = tuple(np.ascontiguousarray(rgb[:, x0 : x0 + w]) for _, rgb in decoded)
+        inset = "inset_overlay" in path.name
+        truth = tuple((CASE10_INSET,) if inset else () for _ in frames)
+        out.append(Case(path.stem, tuple(float(t) for t, _ in decoded), frames, truth))
+    return out
+
+
+def measure(case: Case, config: MaskConfig) -> tuple[dict[str, object], float]:
+    grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in case.frames]
+    rule = OverlayRule.for_crop(config, grays[0].shape[0])
+    paper = score(grays[0].shape, case.truth, [overlay_boxes(g, rule) for g in grays])
+    start = time.process_time()
+    frames = zip(case.times, case.frames, strict=True)
+    plan = plan_overlays(*sample_clip(frames, case.times[0], config.overlay_fps, config.text_fps))
+    cpu = time.process_time() - start
+    graphic = score(grays[0].shape, case.truth, [plan.boxes_at(t) for t in case.times])
+    return {"paper": paper, "graphic": graphic}, cpu
+
+
+def main() -> None:
+    config = MaskConfig(workers=1)
+    table = Table(title="overlay rules: false boxes on overlay-free content, overlay frames masked")
+    for column in ("source", "clip", "overlay", "paper: false frames", "paper: false area", "paper: masked",
+                   "graphic: false frames", "graphic: false area", "graphic: masked"):  # fmt: skip
+        table.add_column(column)
+    totals: dict[str, list[int]] = {"paper": [0, 0, 0, 0], "graphic": [0, 0, 0, 0]}
+    cpu, seconds = 0.0, 0.0
+    groups = [("generated", cases())]
+    if SHARED_MEDIA.is_dir():
+        groups.insert(0, ("shared/media", real_cases()))
+    for source, group in groups:
+        for case in group:
+            scores, used = measure(case, config)
+            cpu += used
+            seconds += case.times[-1] - case.times[0] + (case.times[1] - case.times[0])
+            cells = [source, case.name, "yes" if case.has_overlay else "no"]
+            for name in ("paper", "graphic"):
+                s = scores[name]
+                cells += [f"{s.false_frames}/{s.frames}", f"{s.false_area:.3f}",
+                          f"{s.overlay_masked}/{s.overlay_frames}" if s.overlay_frames else "-"]  # fmt: skip
+                t = totals[name]
+                if not case.has_overlay:
+                    t[0] += 1
+                    t[1] += s.false_frames > 0
+                t[2] += s.overlay_masked
+                t[3] += s.overlay_frames
+            table.add_row(*cells)
+    console.print(table)
+    for name, (clean, false_clips, masked, frames) in totals.items():
+        share = masked / max(1, frames)
+        console.print(f"{name:8} overlay-free clips with a false box: {false_clips}/{clean};"
+                      f" overlay frames masked: {masked}/{frames} ({share:.1%})")  # fmt: skip
+    rate = cpu / seconds
+    console.print(
+        f"graphic rule planning (sampling at {config.overlay_fps:g} fps, OCR at {config.text_fps:g} fps,"
+        f" decoding not counted): {rate:.4f} CPU-s per clip-second"
+    )
+
+
+if __name__ == "__main__":
+    main()

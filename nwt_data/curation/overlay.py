@@ -1,0 +1,403 @@
+"""The `graphic` overlay rule: mask what post-production drew on the picture, spare the person and the set.
+
+The paper's rule (Appendix D step 6, `nwt_data.stages.mask.overlay_boxes`) paints every bright blob of
+a certain size in the left or bottom band of every frame: on other people's footage that includes
+white shirts, bright walls and sofas. This rule looks at a clip's sampled frames together and keeps
+only what behaves like a graphic laid over the picture:
+
+- shape: an axis-aligned rectangle: a bright region that fills its bounding box (rectangularity) and
+  whose inner sides are sharp steps, not the soft fall-off of a lit wall; or a box made of straight,
+  sharp, static lines (a picture-in-picture inset, whatever its colours);
+- position: the box stays put (to a pixel or two) in every sample where it is seen, while the subject
+  moves;
+- whole: it is seen whole in a run of samples, and painted for that run (a box that only exists in one
+  sample, or flickers in and out, is clothing or light);
+- text: a static, wide text line found by the OCR text detector (`nwt_data.curation.text`) in a
+  caption band (the bottom 40% or top 20%) is a caption or a lower third; it also lets a bright box
+  through with a looser shape test, and a box with no inner vertical side (a full-width banner) needs it.
+
+A box needs at least one inner horizontal and one inner vertical side (a full-height strip is a wall,
+a full-width band is a desk) unless text is inside it. Everything is measured on frames scaled to
+ANALYSIS_HEIGHT rows, so the thresholds are in shares of the crop, the same for any source size.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+
+ANALYSIS_HEIGHT = 384  # rows the sampled frames are scaled to (at 256 a 64-row inset blurs too much)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphicRule:
+    """Thresholds of the graphic rule (shares of the crop's width or height unless said otherwise)."""
+
+    threshold: int = 185
+    """Grayscale level (full range) above which a pixel is bright (the paper's binarisation)."""
+    min_side: float = 0.05
+    """Smallest box side, share of the crop's width and height."""
+    max_area: float = 0.3
+    """Largest box, share of the crop's area."""
+    rectangularity: float = 0.93
+    """Share of its bounding box a bright region must fill (0.8 with text inside)."""
+    sharp_step: float = 24.0
+    """Gray-level step across an inner side (pixels two apart) that makes it sharp..."""
+    sharp_share: float = 0.8
+    """...along at least this share of the side."""
+    jitter: float = 0.012
+    """Largest move of any side between samples, share of the crop height."""
+    min_samples: int = 2
+    """Samples a box must be seen in (fewer when the clip has fewer)."""
+    min_presence: float = 0.6
+    """Share of the samples of its lifetime (first to last sighting) in which a box is seen."""
+    line_coverage: float = 0.9
+    """Share of each found side of a line box (inset, banner) that must be a static sharp line."""
+    caption_bands: tuple[float, float] = (0.2, 0.6)
+    """Text counts as a caption when its centre is above the first or below the second share of the height."""
+
+
+@dataclass(frozen=True)
+class PlannedBox:
+    box: Box  # crop pixels
+    kind: str  # 'bright', 'inset', 'banner' or 'text'
+    spans: tuple[tuple[float, float], ...]  # episode-time intervals [start, end) to paint in
+
+
+@dataclass(frozen=True)
+class OverlayPlan:
+    """What to paint in a clip: boxes with the time spans they are on screen."""
+
+    boxes: tuple[PlannedBox, ...] = ()
+
+    def boxes_at(self, t: float) -> list[Box]:
+        return [b.box for b in self.boxes if any(a <= t < z for a, z in b.spans)]
+
+    def __bool__(self) -> bool:
+        return bool(self.boxes)
+
+
+@dataclass
+class _Track:
+    boxes: list[Box | None] = field(default_factory=list)  # per sample, None when not seen
+    text_inside: bool = False
+    shape_ok: bool = True  # rectangularity and sharpness held in every sighting
+
+    def seen(self) -> list[int]:
+        return [i for i, b in enumerate(self.boxes) if b is not None]
+
+    def median(self) -> Box:
+        seen = [b for b in self.boxes if b is not None]
+        return tuple(int(statistics.median_low(v)) for v in zip(*seen, strict=True))  # type: ignore[return-value]
+
+
+def iou(a: Box, b: Box) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def inside(inner: Box, outer: Box, slack: int = 2) -> bool:
+    ix, iy, iw, ih = inner
+    ox, oy, ow, oh = outer
+    return ix >= ox - slack and iy >= oy - slack and ix + iw <= ox + ow + slack and iy + ih <= oy + oh + slack
+
+
+def inner_sides(box: Box, width: int, height: int) -> tuple[list[str], list[str]]:
+    """The box's horizontal and vertical sides that are not on the frame's edge."""
+    x, y, w, h = box
+    horizontal = [s for s, on_edge in (("top", y <= 1), ("bottom", y + h >= height - 1)) if not on_edge]
+    vertical = [s for s, on_edge in (("left", x <= 1), ("right", x + w >= width - 1)) if not on_edge]
+    return horizontal, vertical
+
+
+def sharp_sides(gray: np.ndarray, box: Box, rule: GraphicRule) -> bool:
+    """Every inner side of `box` is a sharp step along at least `sharp_share` of its length."""
+    height, width = gray.shape
+    x, y, w, h = box
+    g = gray.astype(np.int16)
+    horizontal, vertical = inner_sides(box, width, height)
+    steps = []
+    for side in horizontal:
+        row = y if side == "top" else y + h - 1
+        a, b = max(0, row - 1), min(height - 1, row + 1)
+        steps.append(np.abs(g[b, x : x + w] - g[a, x : x + w]))
+    for side in vertical:
+        col = x if side == "left" else x + w - 1
+        a, b = max(0, col - 1), min(width - 1, col + 1)
+        steps.append(np.abs(g[y : y + h, b] - g[y : y + h, a]))
+    return all(float((s >= rule.sharp_step).mean()) >= rule.sharp_share for s in steps)
+
+
+def bright_boxes(gray: np.ndarray, rule: GraphicRule) -> list[tuple[Box, float, bool]]:
+    """(box, rectangularity, sharp) of the bright regions of a frame that could be a graphic."""
+    import cv2
+
+    height, width = gray.shape
+    _, binary = cv2.threshold(gray, rule.threshold, 255, cv2.THRESH_BINARY)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    found = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if w < rule.min_side * width or h < rule.min_side * height or w * h > rule.max_area * width * height:
+            continue
+        fill = cv2.contourArea(contour) / max(1, (w - 1) * (h - 1))  # a pixel contour runs through centres
+        if fill < 0.8:
+            continue
+        found.append(((x, y, w, h), fill, sharp_sides(gray, (x, y, w, h), rule)))
+    return found
+
+
+def _track(tracks: list[_Track], index: int, box: Box, min_iou: float) -> _Track:
+    """The track this sighting continues (or a new one); the sighting is recorded at `index`."""
+    best = max(tracks, key=lambda t: iou(t.median(), box), default=None)
+    if best is None or iou(best.median(), box) < min_iou or best.boxes[index] is not None:
+        best = _Track(boxes=[None] * (index + 1))
+        tracks.append(best)
+    best.boxes[index] = box
+    return best
+
+
+def _pad(tracks: list[_Track], n: int) -> None:
+    for t in tracks:
+        t.boxes.extend([None] * (n - len(t.boxes)))
+
+
+def _stable(track: _Track, rule: GraphicRule, height: int) -> bool:
+    med = track.median()
+    limit = max(2.0, rule.jitter * height)
+    for b in track.boxes:
+        if b is None:
+            continue
+        x, y, w, h = b
+        mx, my, mw, mh = med
+        if max(abs(x - mx), abs(y - my), abs(x + w - mx - mw), abs(y + h - my - mh)) > limit:
+            return False
+    return True
+
+
+def _lasting(present: Sequence[bool], rule: GraphicRule) -> bool:
+    seen = [i for i, p in enumerate(present) if p]
+    if not seen:
+        return False
+    need = min(rule.min_samples, len(present))
+    lifetime = seen[-1] - seen[0] + 1
+    return len(seen) >= need and len(seen) >= rule.min_presence * lifetime
+
+
+def spans(times: Sequence[float], present: Sequence[bool]) -> tuple[tuple[float, float], ...]:
+    """Paint intervals: each run of samples with the box, widened to the neighbouring samples without
+    it (the box appeared somewhere between them), and open-ended at the clip's ends."""
+    out: list[tuple[float, float]] = []
+    i, n = 0, len(present)
+    while i < n:
+        if not present[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and present[j + 1]:
+            j += 1
+        start = -np.inf if i == 0 else times[i - 1] + 1e-6
+        end = np.inf if j == n - 1 else times[j + 1]
+        out.append((float(start), float(end)))
+        i = j + 1
+    return tuple(out)
+
+
+def _scale_out(box: Box, s: float, width: int, height: int) -> Box:
+    """An analysis-pixel box in crop pixels, rounded outwards and one analysis pixel wider each side."""
+    x, y, w, h = box
+    x0, y0 = max(0, int((x - 1) / s)), max(0, int((y - 1) / s))
+    x1, y1 = min(width, int(np.ceil((x + w + 1) / s))), min(height, int(np.ceil((y + h + 1) / s)))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def plan_overlays(
+    times: Sequence[float],
+    grays: Sequence[np.ndarray],
+    text: Sequence[tuple[float, Sequence[Box]]] = (),
+    rule: GraphicRule | None = None,
+) -> OverlayPlan:
+    """The overlay boxes of a clip from its sampled grayscale crops (full range, in time order) and
+    the text boxes found at some sample times (crop pixels)."""
+    import cv2
+
+    from nwt_data.stages.flags import EdgeAccumulator, inset_boxes  # here: flags imports this module
+
+    rule = rule or GraphicRule()
+    if not grays:
+        return OverlayPlan()
+    crop_h, crop_w = grays[0].shape
+    s = min(1.0, ANALYSIS_HEIGHT / crop_h)
+    size = (max(8, round(crop_w * s)), max(8, round(crop_h * s)))
+    small = [cv2.resize(g, size, interpolation=cv2.INTER_AREA) if s < 1 else g for g in grays]
+    height, width = small[0].shape
+    n = len(small)
+
+    # Bright rectangles, tracked across samples.
+    bright: list[_Track] = []
+    for i, g in enumerate(small):
+        _pad(bright, i + 1)
+        for box, fill, sharp in bright_boxes(g, rule):
+            track = _track(bright, i, box, 0.7)
+            track.shape_ok &= sharp and fill >= rule.rectangularity
+    _pad(bright, n)
+
+    # Static boxes of straight sharp lines (insets), seen per sample where their lines are.
+    edges = EdgeAccumulator()
+    for g in small:
+        edges.add(g)
+    means = edges.means()
+    insets: list[_Track] = []
+    banners: list[_Track] = []  # wider line boxes: only with a caption inside (a lower-third banner)
+    if means is not None:
+        found = inset_boxes(*means, min_coverage=rule.line_coverage)
+        for box in found:
+            insets.append(_Track(boxes=[box if _lines_present(g, box) else None for g in small]))
+        for box in inset_boxes(*means, min_coverage=rule.line_coverage, max_side=1.0):
+            if box not in found:
+                banners.append(_Track(boxes=[box if _lines_present(g, box) else None for g in small]))
+
+    # Static, wide text lines in the caption bands.
+    texts: list[_Track] = []
+    text_times = [t for t, _ in text]
+    for k, (t, boxes) in enumerate(text):
+        _pad(texts, k + 1)
+        gray = small[int(np.argmin([abs(t - u) for u in times]))]
+        for bx, by, bw, bh in boxes:
+            box = (round(bx * s), round(by * s), max(1, round(bw * s)), max(1, round(bh * s)))
+            if box[2] >= 1.5 * box[3]:
+                _track(texts, k, grow_banner(gray, box, rule), 0.5)
+    _pad(texts, len(text))
+    low, high = rule.caption_bands
+    captions = [
+        t
+        for t in texts
+        if _stable(t, rule, height)
+        and _lasting([b is not None for b in t.boxes], rule)
+        and not low * height < t.median()[1] + t.median()[3] / 2 < high * height
+    ]
+
+    planned: list[PlannedBox] = []
+    # Captions first: a text track is painted whole (its banner, when it sits on one).
+    for kind, tracks in (("bright", bright), ("inset", insets), ("banner", banners)):
+        for track in tracks:
+            present = [b is not None for b in track.boxes]
+            if not _lasting(present, rule) or not _stable(track, rule, height):
+                continue
+            med = track.median()
+            track.text_inside = any(inside(c.median(), med) for c in captions)
+            horizontal, vertical = inner_sides(med, width, height)
+            if kind == "bright" and not (track.shape_ok or track.text_inside):
+                continue
+            if kind == "banner" and not track.text_inside:
+                continue
+            if not (horizontal and vertical) and not track.text_inside:
+                continue
+            planned.append(PlannedBox(_scale_out(med, s, crop_w, crop_h), kind, spans(times, present)))
+    for c in captions:
+        med = c.median()
+        if any(inside(med, p.box, slack=round(2 / s)) for p in planned):
+            continue
+        # The detector's boxes already carry a margin (the unclip), so they are painted as they are.
+        present = [b is not None for b in c.boxes]
+        planned.append(PlannedBox(_scale_out(med, s, crop_w, crop_h), "text", spans(text_times, present)))
+    # Nested line boxes (a panel's picture inside the panel) and near-duplicates: keep the outer one.
+    planned.sort(key=lambda p: -p.box[2] * p.box[3])
+    kept: list[PlannedBox] = []
+    for p in planned:
+        if not any(inside(p.box, k.box, slack=round(3 / s)) for k in kept):
+            kept.append(p)
+    return OverlayPlan(tuple(kept))
+
+
+def grow_banner(gray: np.ndarray, box: Box, rule: GraphicRule, uniform: float = 12.0) -> Box:
+    """The plain banner a text line sits on: `box` grown while the next row or column outside matches
+    the colour around the text; kept only when the grown box's inner sides are sharp steps (a banner),
+    else the text box itself (a caption straight on the picture)."""
+    height, width = gray.shape
+    x, y, w, h = box
+    ring = np.concatenate(
+        [gray[max(0, y - 2), x : x + w], gray[min(height - 1, y + h + 1), x : x + w],
+         gray[y : y + h, max(0, x - 2)], gray[y : y + h, min(width - 1, x + w + 1)]]
+    ).astype(np.float32)  # fmt: skip
+    colour = float(np.median(ring))
+    if float(np.mean(np.abs(ring - colour) <= uniform)) < 0.9:
+        return box
+    x0, y0, x1, y1 = max(0, x - 2), max(0, y - 2), min(width, x + w + 2), min(height, y + h + 2)
+
+    def matches(strip: np.ndarray) -> bool:
+        return strip.size > 0 and float(np.mean(np.abs(strip.astype(np.float32) - colour) <= uniform)) >= 0.9
+
+    grew = True
+    while grew:
+        grew = False
+        if x0 > 0 and matches(gray[y0:y1, x0 - 1]):
+            x0, grew = x0 - 1, True
+        if x1 < width and matches(gray[y0:y1, x1]):
+            x1, grew = x1 + 1, True
+        if y0 > 0 and matches(gray[y0 - 1, x0:x1]):
+            y0, grew = y0 - 1, True
+        if y1 < height and matches(gray[y1, x0:x1]):
+            y1, grew = y1 + 1, True
+    grown = (x0, y0, x1 - x0, y1 - y0)
+    if grown[2] * grown[3] > rule.max_area * width * height or not sharp_sides(gray, grown, rule):
+        return box
+    return grown
+
+
+def _lines_present(gray: np.ndarray, box: Box, strength: float = 8.0, share: float = 0.5) -> bool:
+    """The inner sides of an inset box are visible in this one frame (steps along most of each)."""
+    height, width = gray.shape
+    x, y, w, h = box
+    g = gray.astype(np.int16)
+    horizontal, vertical = inner_sides(box, width, height)
+    checks = []
+    for side in horizontal:
+        row = y if side == "top" else y + h
+        if 0 < row < height:
+            checks.append(np.abs(g[row, x : x + w] - g[row - 1, x : x + w]))
+    for side in vertical:
+        col = x if side == "left" else x + w
+        if 0 < col < width:
+            checks.append(np.abs(g[y : y + h, col] - g[y : y + h, col - 1]))
+    return bool(checks) and all(float((c >= strength).mean()) >= share for c in checks)
+
+
+def sample_clip(
+    frames: Iterable[tuple[float, np.ndarray]], start: float, fps: float, text_fps: float, max_side: int = 320
+) -> tuple[list[float], list[np.ndarray], list[tuple[float, list[Box]]]]:
+    """The inputs of `plan_overlays` from a clip's (time, RGB crop) frames: the first frame of each
+    1/fps slot after `start` in grayscale, and the text boxes of the first of each 1/text_fps slot."""
+    import cv2
+
+    from nwt_data.curation.text import text_boxes
+
+    times: list[float] = []
+    grays: list[np.ndarray] = []
+    text: list[tuple[float, list[Box]]] = []
+    last, last_text = -1, -1
+    for t, rgb in frames:
+        slot = math.floor((t - start) * fps + 1e-6)
+        if slot <= last:
+            continue
+        last = slot
+        rgb = np.ascontiguousarray(rgb)
+        times.append(t)
+        grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+        text_slot = math.floor((t - start) * text_fps + 1e-6) if text_fps > 0 else last_text
+        if text_slot > last_text:
+            last_text = text_slot
+            text.append((t, text_boxes(rgb, max_side)))
+    return times, grays, text

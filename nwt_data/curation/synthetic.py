@@ -1,0 +1,230 @@
+"""Generated talking-person crops with known overlays, for measuring the curation detectors.
+
+Each case is a short sequence of RGB crops (448x512, the paper crop's shape) of a swaying, nodding
+figure in a set, with the overlay boxes that are truly on screen in each frame. The negatives are what
+the paper's rule paints by mistake (a bright shirt, a lit wall, a bright sofa, a door frame); the
+positives are post-production graphics (side boxes, lower thirds, a box merging with a bright wall, an
+inset picture, a caption, a box that appears mid-clip). Nothing here is read from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+WIDTH, HEIGHT = 448, 512
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    times: tuple[float, ...]
+    frames: tuple[np.ndarray, ...]  # RGB crops
+    truth: tuple[tuple[Box, ...], ...]  # overlay boxes on screen, per frame
+
+    @property
+    def has_overlay(self) -> bool:
+        return any(self.truth)
+
+
+def _set(rng: np.random.Generator) -> np.ndarray:
+    """A plain studio wall: a soft vertical gradient, a little noise."""
+    y = np.linspace(0, 1, HEIGHT, dtype=np.float32)[:, None, None]
+    wall = np.array([70, 80, 95], np.float32) + 40 * y
+    return np.broadcast_to(wall, (HEIGHT, WIDTH, 3)).copy() + rng.normal(0, 2, (HEIGHT, WIDTH, 3))
+
+
+def _figure(img: np.ndarray, t: float, shirt: tuple[int, int, int]) -> None:
+    """Head, neck and shoulders drawn in place; they sway and nod with t."""
+    import cv2
+
+    cx = int(WIDTH * (0.5 + 0.06 * np.sin(2.1 * t)))
+    cy = int(HEIGHT * (0.38 + 0.03 * np.sin(3.3 * t + 1)))
+    torso = np.array(
+        [[cx - 60, cy + 110], [cx + 60, cy + 110], [cx + 190, HEIGHT], [cx - 190, HEIGHT]], np.int32
+    )
+    cv2.fillPoly(img, [torso], shirt)
+    cv2.ellipse(img, (cx, cy + 150), (70, 40), 0, 0, 360, shirt, -1)  # rounded shoulders line
+    cv2.rectangle(img, (cx - 25, cy + 70), (cx + 25, cy + 120), (170, 130, 110), -1)
+    cv2.ellipse(img, (cx, cy), (68, 88), 5 * np.sin(2 * t), 0, 360, (190, 150, 125), -1)
+    cv2.ellipse(img, (cx, cy - 55), (72, 45), 0, 180, 360, (40, 30, 25), -1)  # hair
+    for ex in (-25, 25):
+        cv2.ellipse(img, (cx + ex, cy - 10), (10, 5), 0, 0, 360, (40, 30, 30), -1)
+    mouth = 4 + int(8 * abs(np.sin(9 * t)))
+    cv2.ellipse(img, (cx, cy + 40), (22, mouth), 0, 0, 360, (90, 40, 40), -1)
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float = 0.8,
+          outline: bool = False) -> None:  # fmt: skip
+    import cv2
+
+    if outline:
+        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 5, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 2, cv2.LINE_AA)
+
+
+def _side_box(img: np.ndarray, box: Box) -> None:
+    """The LWT look: a white panel at the crop's edge with a picture and a title inside."""
+    import cv2
+
+    x, y, w, h = box
+    img[y : y + h, x : x + w] = 250
+    cv2.rectangle(img, (x + 10, y + 10), (x + w - 12, y + h - 50), (60, 90, 140), -1)
+    cv2.circle(img, (x + w // 2, y + h // 2 - 25), min(w, h) // 5, (220, 180, 60), -1)
+    _text(img, "FACTS", (x + 12, y + h - 16), (20, 20, 20), 0.7)
+
+
+def _inset(img: np.ndarray, box: Box) -> None:
+    """A picture-in-picture: the frame itself, shrunk into the box."""
+    import cv2
+
+    x, y, w, h = box
+    img[y : y + h, x : x + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1] * 0.8
+
+
+def render(
+    name: str,
+    *,
+    seconds: float = 4.0,
+    fps: float = 8.0,
+    shirt: tuple[int, int, int] = (35, 35, 45),
+    background: Callable[[np.ndarray], None] | None = None,
+    foreground: Callable[[np.ndarray], None] | None = None,
+    overlay: Callable[[np.ndarray], None] | None = None,
+    overlay_from: float = 0.0,
+    seed: int = 0,
+) -> Case:
+    """One case: set (+ `background`), figure, `foreground` (set pieces in front), then `overlay`
+    (drawn over everything from `overlay_from` seconds on; its truth is the box of the pixels it changed)."""
+    rng = np.random.default_rng(seed)
+    times, frames, truth = [], [], []
+    for i in range(round(seconds * fps)):
+        t = i / fps
+        img = _set(rng)
+        if background:
+            background(img)
+        _figure(img, t, shirt)
+        if foreground:
+            foreground(img)
+        on = overlay is not None and t >= overlay_from
+        clean = np.clip(img, 0, 255).astype(np.uint8)
+        box: Box | None = None
+        if on and overlay:
+            overlay(img)
+            # The truth is what the overlay changed (its drawn pixels' bounding box), within its extent.
+            changed = np.argwhere((np.clip(img, 0, 255).astype(np.uint8) != clean).any(axis=2))
+            if len(changed):
+                (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
+                box = (int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1))
+        times.append(t)
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+        truth.append((box,) if box else ())
+    return Case(name, tuple(times), tuple(frames), tuple(truth))
+
+
+def _lit_wall(img: np.ndarray) -> None:
+    """A wall lit from the left: bright at the edge, fading softly (no straight edge)."""
+    x = np.arange(WIDTH, dtype=np.float32)
+    img += (np.clip(1 - x / 110, 0, 1) ** 1.5 * 170)[None, :, None]
+
+
+def _door_frame(img: np.ndarray) -> None:
+    """A bright wall strip at the left, full height, ending at a straight sharp door frame."""
+    img[:, :70] = 235
+
+
+def _sofa(img: np.ndarray) -> None:
+    """A bright sofa back along the bottom: rounded cushions, full width."""
+    import cv2
+
+    for cx in range(-40, WIDTH + 80, 120):
+        cv2.ellipse(img, (cx, HEIGHT - 10), (70, 75), 0, 180, 360, (240, 238, 230), -1)
+    img[HEIGHT - 10 :] = (240, 238, 230)
+
+
+def _lit_wall_hard(img: np.ndarray) -> None:
+    img[:, :150] = 225
+
+
+def _lower_third(img: np.ndarray) -> None:
+    x, y, w, h = LOWER_THIRD
+    img[y : y + h, x : x + w] = (30, 60, 150)
+    _text(img, "JANE DOE, REPORTER", (x + 12, y + h - 16), (255, 255, 255), 0.75)
+
+
+def _white_lower_third(img: np.ndarray) -> None:
+    x, y, w, h = LOWER_THIRD
+    img[y : y + h, x : x + w] = 245
+    _text(img, "LIVE FROM WASHINGTON", (x + 12, y + h - 16), (20, 20, 20), 0.75)
+
+
+def _caption(img: np.ndarray) -> None:
+    _text(img, "and that is why it matters", (CAPTION[0], CAPTION[1] + CAPTION[3] - 8), (255, 255, 255), 0.8,
+          outline=True)  # fmt: skip
+
+
+SIDE_BOX = (0, 170, 120, 220)
+LOWER_THIRD = (0, 410, 330, 56)
+INSET = (0, 448, 96, 64)
+CAPTION = (40, 455, 372, 32)
+
+
+def cases() -> list[Case]:
+    """Every generated case; `has_overlay` tells the positives."""
+    white = (245, 245, 240)
+    return [
+        render("plain suit"),
+        render("bright shirt", shirt=white),
+        render("lit wall, left", background=_lit_wall),
+        render("door frame, left", background=_door_frame),
+        render("bright sofa", foreground=_sofa, shirt=white),
+        render("side box", overlay=lambda im: _side_box(im, SIDE_BOX)),
+        render("side box from 1.6 s", overlay=lambda im: _side_box(im, SIDE_BOX), overlay_from=1.6),
+        render(
+            "side box on a bright wall", background=_lit_wall_hard, overlay=lambda im: _side_box(im, SIDE_BOX)
+        ),
+        render("white lower third", overlay=_white_lower_third, shirt=white),
+        render("blue lower third", overlay=_lower_third),
+        render("inset picture", overlay=lambda im: _inset(im, INSET)),
+        render("caption", overlay=_caption),
+    ]
+
+
+@dataclass(frozen=True)
+class Score:
+    frames: int
+    false_frames: int  # frames painted outside the true overlays (beyond a few pixels of slack)
+    false_area: float  # mean share of the frame painted outside the true overlays
+    overlay_frames: int  # frames with an overlay on screen...
+    overlay_masked: int  # ...of which at least `cover` of the overlay's area is painted
+
+
+def score(
+    shape: tuple[int, int],
+    truth: tuple[tuple[Box, ...], ...],
+    painted: list[list[Box]],
+    *,
+    slack: int = 8,
+    cover: float = 0.9,
+    min_false: float = 0.002,
+) -> Score:
+    """Compare painted boxes with the true overlays, frame by frame (`shape` = crop height, width)."""
+    height, width = shape
+    false_frames = overlay_frames = overlay_masked = 0
+    false_area = 0.0
+    for true_boxes, boxes in zip(truth, painted, strict=True):
+        paint = np.zeros((height, width), bool)
+        for x, y, w, h in boxes:
+            paint[max(0, y) : y + h, max(0, x) : x + w] = True
+        allowed = np.zeros_like(paint)
+        for x, y, w, h in true_boxes:
+            allowed[max(0, y - slack) : y + h + slack, max(0, x - slack) : x + w + slack] = True
+            overlay_frames += 1
+            overlay_masked += paint[y : y + h, x : x + w].mean() >= cover
+        outside = float((paint & ~allowed).mean())
+        false_area += outside
+        false_frames += outside > min_false
+    return Score(len(truth), false_frames, false_area / max(1, len(truth)), overlay_frames, overlay_masked)
