@@ -161,6 +161,11 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _tuples(value: Any) -> Any:
+    """JSON lists as the configs' tuples, at any depth (a prior's stages nest three deep)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     """A copy of a (nested) frozen config with dotted keys replaced, e.g. {'model.heads': 4}."""
     nested: dict[str, dict[str, Any]] = {}
@@ -177,7 +182,7 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(type(config))
     for name, value in direct.items():
         if isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            value = _tuples(value)
         if hints[name] is float and isinstance(value, int):
             value = float(value)
         direct[name] = value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 
 import pytest
 import torch
@@ -10,6 +10,25 @@ import torch
 from nwt_train.models.prior import Prior, PriorConfig, SpatiallyConnected3d, style_kl
 
 FRAMES = 6
+
+
+def far_variant() -> PriorConfig:
+    """Tiny FAR with the paper's other shapes: two downsamplings (a stride-1 Conv2D each way), a 3x1x1
+    row, and both convolutions of each block looking back in time."""
+    return dataclasses.replace(
+        PriorConfig.tiny("far"),
+        downsample=2,
+        upsample_channels=(32,),
+        stages=(((1, 48, 2), (2, 32, 1)), ((1, 48, 2),)),
+        causal_convs=2,
+    )
+
+
+CONFIGS = {
+    "far": lambda: PriorConfig.tiny("far"),
+    "mar": lambda: PriorConfig.tiny("mar"),
+    "far2": far_variant,
+}
 
 
 def _inputs(config: PriorConfig, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -21,10 +40,10 @@ def _inputs(config: PriorConfig, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return codes, mel, episode, z
 
 
-@pytest.fixture(scope="module", params=["far", "mar"])
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
 def model(request: pytest.FixtureRequest) -> Prior:
     torch.manual_seed(0)
-    return Prior(PriorConfig.tiny(request.param)).double().eval()
+    return Prior(CONFIGS[request.param]()).double().eval()
 
 
 def _raster(t: torch.Tensor) -> torch.Tensor:
@@ -112,15 +131,54 @@ def test_spatially_connected_layers_have_weights_per_position_shared_over_time()
     assert len(set(y[0].flatten().tolist())) == 4  # a different weight at each of the 4 positions
 
 
-def test_presets_follow_tables_5_and_6() -> None:
+@pytest.mark.parametrize("arch", ["far", "mar", "far2"])
+def test_receptive_positions_is_how_far_back_an_edit_reaches(arch: str) -> None:
+    """An edited element changes the prediction receptive_positions later and none after it."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIGS[arch](), max_receptive_frames=10**6)
+    model = Prior(config).double().eval()
+    reach, per_frame = config.receptive_positions, config.positions_per_frame
+    frames = (reach + 3) // per_frame + 2
+    g = torch.Generator().manual_seed(2)
+    codes = torch.randint(0, config.codebook_size, (1, frames, *config.grid, config.heads), generator=g)
+    mel = torch.rand(1, config.n_mels, config.mel_per_frame * frames, generator=g, dtype=torch.float64)
+    episode, z = torch.tensor([0]), torch.zeros(1, config.style_dim, dtype=torch.float64)
+    edited = codes.clone()
+    first = edited[:, 0] if config.arch == "far" else edited.view(1, -1, config.heads)[:, 0]
+    first.add_(1).remainder_(config.codebook_size)  # the first element: frame 0, or Memcode 0
+    with torch.no_grad():
+        before, _ = model(codes, mel, episode, z)
+        after, _ = model(edited, mel, episode, z)
+    # Per element (frame for FAR, Memcode for MAR): did any logit move at all?
+    moved = (after != before).flatten(2 if config.arch == "far" else 4).any(-1).flatten(1)[0]
+    assert moved[reach] and not moved[reach + 1 :].any()
+    assert config.receptive_frames == reach // per_frame
+
+
+def _count(config: PriorConfig) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in Prior(config).parameters())
+
+
+def test_paper_presets_follow_tables_5_and_6() -> None:
     far, mar = PriorConfig.paper("far"), PriorConfig.paper("mar")
     assert far.padded_grid == (16, 16) and far.condition_grid == (4, 4)  # 16x14 padded to 16x16, C.2.2
     assert mar.padded_grid == (16, 14) and mar.condition_grid == (16, 14)
-    assert far.receptive_frames <= 27 and mar.receptive_frames <= 27
     assert len(mar.upsample_channels) == 4 and len(far.upsample_channels) == 2  # NNU stages of the tables
     assert far.audio_channels == (256, 256, 256, 512, 512, 512, 1024)
+    # Table 3: MAR 216.327 M. Two convolutions per residual row, per-head embeddings concatenated.
+    assert abs(_count(mar) / 216.327e6 - 1) < 0.005
+    # C.2.2: at most 27 frames back. MAR: 1 + 2 * 3 * (1 + 2 + ... + 512) = 6139 Memcodes = 27.4 frames.
+    assert mar.receptive_positions == 6139 and mar.receptive_frames == 27
+    assert far.receptive_positions == far.receptive_frames == 27 and far.causal_convs == 1
+    # FAR's literal reading (both convolutions look back) matches Table 3 less badly, but sees 53 frames.
+    literal = dataclasses.replace(far, causal_convs=2, max_receptive_frames=53)
+    assert literal.receptive_frames == 53 and _count(far) < _count(literal) < 383.484e6
     with pytest.raises(ValueError, match="max_receptive_frames"):
-        PriorConfig(stages=(((1, 64), (8, 64), (8, 64)),))  # 1 + 2 * 17 = 35 frames
+        dataclasses.replace(far, causal_convs=2)
+    with pytest.raises(ValueError, match="max_receptive_frames"):
+        PriorConfig(stages=(((1, 64, 2), (8, 64, 2), (8, 64, 1)),))  # 1 + 2 * 17 = 35 frames
+    with pytest.raises(ValueError, match="spatial kernel must be 1"):
+        dataclasses.replace(mar, stages=(((1, 64, 2),),))
     with pytest.raises(ValueError, match="arch"):
         PriorConfig(arch="har")
-    assert math.isclose(far.receptive_positions, 27)

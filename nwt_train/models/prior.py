@@ -14,6 +14,12 @@ Every layer is followed by Mish unless stated (Tables 5 and 6). The decoders car
 `step()` next to `forward()`: each causal convolution keeps a queue of the inputs its taps still need
 (the fast-wavenet caching of Paine et al., B.2.3), so a generation step costs the same at frame 1000 as
 at frame 1. Tests check that both paths give the same logits.
+
+Our reading of the partly garbled tables (README, "Prior architecture"): a residual row is a block of
+two convolutions of the row's kernel, like the dVAE's Res rows; each head has an embedding table of
+its own, concatenated (8 x 128 FAR, 8 x 64 MAR); FAR's up path mirrors its down path. Both of MAR's
+block convolutions look back (6139 Memcodes, 216.3 M parameters as Table 3); FAR's second one has a
+time kernel of 1 (`causal_convs=1`), else it would see 53 frames where C.2.2 allows 27.
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ from torch import Tensor, nn
 
 from nwt_train.models.dvae import SameConv, _same_padding
 
-StageSpec = tuple[tuple[int, int], ...]
-"""One residual stage of a decoder: (dilation, hidden width) per residual layer."""
+StageSpec = tuple[tuple[int, int, int], ...]
+"""One residual stage of a decoder: (time dilation, hidden width, spatial kernel) per residual block.
+
+The spatial kernel is FAR's (Table 5's 3x2x2 rows: 2, its 3x1x1 rows: 1); MAR's rows have 1.
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,53 +66,68 @@ class PriorConfig:
     """Extra SC3D layers after each upsampling SC3D ("2x: 3x2x2")."""
     style_dim: int = 16
     style_embed_dim: int = 128
+    """Embedding depth per head of the style encoder's input; the heads' embeddings are concatenated."""
     style_channels: tuple[int, ...] = (256, 512, 512, 512)
+    style_time_kernels: tuple[int, ...] = (2, 2, 3, 3)
+    """Time taps of the style Conv3D layers (2x2x2, 2x2x2, 3x2x2, 3x2x2 in Tables 5/6)."""
     style_dilations: tuple[int, ...] = (1, 1, 3, 9)
     """Time dilations of the style Conv3D layers (the first also halves the grid)."""
     min_log_std: float = -4.0
     """The style posterior's std never drops below exp(-4) (C.2.2)."""
     embed_dim: int = 128
-    """Embedding width of the previous Memcodes (the heads' embeddings are summed)."""
+    """Embedding depth per head of the previous Memcodes; the heads' embeddings are concatenated
+    (Tables 5/6: "vocab_size = 8, depth = 128" per head), so the decoder reads heads * embed_dim."""
     channels: int = 1024
     """Residual width of the decoder."""
     stages: tuple[StageSpec, ...] = field(
         default_factory=lambda: (
-            ((1, 1024), (1, 1024), (2, 1024)),
-            ((1, 1024), (2, 1024), (2, 1024)),
-            ((1, 1024), (2, 1024), (1, 1024)),
+            ((1, 1024, 2), (1, 1024, 2), (2, 1024, 1)),
+            ((1, 1024, 2), (2, 1024, 2), (2, 1024, 1)),
+            ((1, 1024, 2), (2, 1024, 2), (1, 1024, 2)),
         )
     )
     """Residual stages; the conditioning is concatenated and projected before each stage."""
     kernel: int = 3
     """Taps of the causal convolutions: frames (FAR) or sequence positions (MAR)."""
-    spatial_kernel: int = 2
-    """FAR: the bidirectional spatial kernel of its causal Conv3D layers."""
+    causal_convs: int = 1
+    """How many of a residual block's two convolutions look back in time. 2 reads each row of
+    Tables 5/6 as two convolutions of the listed kernel (MAR; FAR would then see 53 frames back);
+    1 gives the second convolution a time kernel of 1 (same spatial kernel), which keeps FAR within
+    C.2.2's 27 frames (see the README)."""
     frame_channels: int = 1024
     """FAR: width of the per-frame Conv2D layers that downsample and upsample the grid."""
     downsample: int = 2
-    """FAR: stride-2 Conv2D layers before the residual stages (the grid is padded to a multiple)."""
+    """FAR: stride-2 Conv2D layers before the residual stages (the grid is padded to a multiple);
+    with a 4x4 stride-1 Conv2D between two of them, mirrored on the way up (Table 5)."""
     max_receptive_frames: int = 27
-    """The decoder may see at most this many previous frames (C.2.2)."""
+    """The decoder may see at most this many previous frames (C.2.2); see `receptive_frames`."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("far", "mar"):
             raise ValueError(f"arch must be far or mar, got {self.arch!r}")
         for name in ("heads", "codebook_size", "n_mels", "mel_per_frame", "num_episodes", "episode_dim",
-                     "style_dim", "style_embed_dim", "embed_dim", "channels", "kernel", "spatial_kernel",
+                     "style_dim", "style_embed_dim", "embed_dim", "channels", "kernel",
                      "frame_channels"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.kernel < 2:
             raise ValueError(f"kernel must be >= 2 to look back, got {self.kernel}")
+        if self.causal_convs not in (1, 2):
+            raise ValueError(f"causal_convs must be 1 or 2, got {self.causal_convs!r}")
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise ValueError(f"grid must be (height, width) of positive ints, got {self.grid!r}")
         if len(self.audio_dilations) != len(self.audio_channels) - 1:
             raise ValueError("audio_dilations needs one entry per audio_channels entry after the first")
-        if len(self.style_dilations) != len(self.style_channels):
-            raise ValueError("style_dilations needs one entry per style_channels entry")
+        if not len(self.style_dilations) == len(self.style_time_kernels) == len(self.style_channels):
+            raise ValueError("style_dilations and style_time_kernels need one entry per style_channels entry")
         if not self.stages or not all(stage for stage in self.stages):
-            raise ValueError("stages must hold at least one non-empty stage of (dilation, width) layers")
+            raise ValueError("stages must hold at least one non-empty stage of residual blocks")
+        for row in (row for stage in self.stages for row in stage):
+            if len(row) != 3 or not all(isinstance(v, int) and v >= 1 for v in row):
+                raise ValueError(f"a stage row is (dilation, width, spatial kernel), positive ints: {row!r}")
+            if self.arch == "mar" and row[2] != 1:
+                raise ValueError(f"MAR convolutions are 1-D: spatial kernel must be 1, got {row!r}")
         if len(self.upsample_channels) != upsample_stages(self.condition_grid):
             raise ValueError(
                 f"upsample_channels needs {upsample_stages(self.condition_grid)} entries to reach the "
@@ -133,14 +157,31 @@ class PriorConfig:
 
     @property
     def receptive_positions(self) -> int:
-        """Inputs (frames for FAR, Memcodes for MAR) one prediction depends on, counting the shift."""
-        return 1 + sum((self.kernel - 1) * dilation for stage in self.stages for dilation, _ in stage)
+        """Previous elements (frames for FAR, Memcodes for MAR) one prediction depends on.
+
+        Each causal convolution adds (kernel - 1) * dilation; the input shift by one adds 1.
+        """
+        looking_back = sum(dilation for stage in self.stages for dilation, _, _ in stage)
+        return 1 + (self.kernel - 1) * self.causal_convs * looking_back
+
+    @property
+    def positions_per_frame(self) -> int:
+        return 1 if self.arch == "far" else self.grid[0] * self.grid[1]
 
     @property
     def receptive_frames(self) -> int:
-        if self.arch == "far":
-            return self.receptive_positions
-        return math.ceil(self.receptive_positions / (self.grid[0] * self.grid[1]))
+        """How many frames back a prediction sees at its own grid position.
+
+        FAR: the previous frames it depends on. MAR: whole frames within its receptive_positions
+        Memcodes (6139 Memcodes = 27.4 frames of 16x14 reach the same position 27 frames back,
+        never 28; see `receptive_frames_exact`).
+        """
+        return self.receptive_positions // self.positions_per_frame
+
+    @property
+    def receptive_frames_exact(self) -> float:
+        """receptive_positions in frames, as a fraction (MAR: Memcodes / Memcodes per frame)."""
+        return self.receptive_positions / self.positions_per_frame
 
     @classmethod
     def paper(cls, arch: str = "far") -> PriorConfig:
@@ -153,11 +194,12 @@ class PriorConfig:
             embed_dim=64,
             channels=512,
             stages=(
-                ((1, 1024), (2, 2048), (4, 1024)),
-                ((8, 1024), (16, 2048), (32, 1024)),
-                ((64, 1024), (128, 1024), (256, 1024), (512, 1024)),
+                ((1, 1024, 1), (2, 2048, 1), (4, 1024, 1)),
+                ((8, 1024, 1), (16, 2048, 1), (32, 1024, 1)),
+                ((64, 1024, 1), (128, 1024, 1), (256, 1024, 1), (512, 1024, 1)),
             ),
             kernel=4,
+            causal_convs=2,
         )
 
     @classmethod
@@ -171,17 +213,18 @@ class PriorConfig:
             audio_channels=(32, 32, 48),
             audio_dilations=(1, 2),
             upsample_repeats=1,
-            style_embed_dim=16,
+            style_embed_dim=4,
             style_channels=(16, 32),
+            style_time_kernels=(2, 3),
             style_dilations=(1, 3),
-            embed_dim=32,
+            embed_dim=8,
             channels=48,
         )
         if arch == "far":
             return cls(
                 **common,
                 upsample_channels=(32, 32),
-                stages=(((1, 48), (2, 48)), ((1, 48), (2, 48))),
+                stages=(((1, 48, 2), (2, 48, 2)), ((1, 48, 2), (2, 48, 2))),
                 frame_channels=48,
                 downsample=1,
             )
@@ -189,8 +232,9 @@ class PriorConfig:
             **common,
             arch="mar",
             upsample_channels=(32, 32, 32),
-            stages=(((1, 48), (2, 48), (4, 48)), ((8, 48), (16, 48), (32, 48))),
+            stages=(((1, 48, 1), (2, 48, 1), (4, 48, 1)), ((8, 48, 1), (16, 48, 1), (32, 48, 1))),
             kernel=4,
+            causal_convs=2,
         )
 
 
@@ -204,15 +248,20 @@ def mish(x: Tensor) -> Tensor:
 
 
 class CodeEmbedding(nn.Module):
-    """(..., heads) Memcode indices -> (..., dim): one table row per (head, code), summed over heads."""
+    """(..., heads) Memcode indices -> (..., heads * dim): each head's own table, concatenated.
+
+    Tables 5/6 give each head an embedding of its own depth ("vocab_size = 8, depth = 128"); one
+    table row per (head, code), the heads' rows side by side.
+    """
 
     def __init__(self, heads: int, codebook_size: int, dim: int) -> None:
         super().__init__()
         self.table = nn.Embedding(heads * codebook_size, dim)
         self.register_buffer("offsets", torch.arange(heads) * codebook_size, persistent=False)
+        self.out_channels = heads * dim
 
     def forward(self, codes: Tensor) -> Tensor:
-        return self.table(codes.long() + self.offsets).sum(-2)
+        return self.table(codes.long() + self.offsets).flatten(-2)
 
 
 class SpatiallyConnected3d(nn.Module):
@@ -308,13 +357,20 @@ class StyleEncoder(nn.Module):
         self.min_log_std = config.min_log_std
         self.embed = CodeEmbedding(config.heads, config.codebook_size, config.style_embed_dim)
         layers: list[nn.Module] = []
-        c_in = config.style_embed_dim
-        for i, (width, d) in enumerate(zip(config.style_channels, config.style_dilations, strict=True)):
-            # The first layer is 2x2x2 with stride 1x2x2; the rest 3x2x2, dilated in time.
-            shape = (
-                {"kernel": 2, "stride": (1, 2, 2)} if i == 0 else {"kernel": (3, 2, 2), "dilation": (d, 1, 1)}
+        c_in = self.embed.out_channels
+        rows = zip(config.style_channels, config.style_time_kernels, config.style_dilations, strict=True)
+        for i, (width, taps, d) in enumerate(rows):
+            # The first layer also halves the grid (stride 1x2x2); the others are dilated in time.
+            layers.append(
+                SameConv(
+                    dims=3,
+                    in_channels=c_in,
+                    out_channels=width,
+                    kernel=(taps, 2, 2),
+                    stride=(1, 2, 2) if i == 0 else 1,
+                    dilation=(d, 1, 1),
+                )
             )
-            layers.append(SameConv(dims=3, in_channels=c_in, out_channels=width, **shape))
             c_in = width
         self.convs = nn.ModuleList(layers)
         self.posterior = nn.Linear(c_in, 2 * config.style_dim)
@@ -366,10 +422,14 @@ class TapQueue:
         return taps
 
 
+Queues = tuple["TapQueue | None", "TapQueue | None"]
+"""A residual block's two queues (None for a convolution that does not look back)."""
+
+
 class CausalConv(nn.Module):
     """Causal and dilated along dim 2 (time or sequence); "same" and undilated over space (FAR).
 
-    dims=1: (B, C, L);  dims=3: (B, C, T, H, W).
+    dims=1: (B, C, L);  dims=3: (B, C, T, H, W). A kernel of 1 looks at the current position only.
     """
 
     def __init__(self, dims: int, in_channels: int, out_channels: int, kernel: int, dilation: int,
@@ -387,48 +447,61 @@ class CausalConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.pad(x, [*self.spatial_pad, self.span, 0]))
 
-    def step(self, x: Tensor, queue: TapQueue) -> Tensor:
+    def step(self, x: Tensor, queue: TapQueue | None) -> Tensor:
         """One new position x (B, C, 1[, H, W]) -> its output, reading the past from `queue`."""
-        taps = F.pad(queue.taps(x), [*self.spatial_pad, 0, 0])
+        taps = x if queue is None else queue.taps(x)
         conv = F.conv1d if self.dims == 1 else F.conv3d
-        return conv(taps, self.conv.weight, self.conv.bias)  # the taps are already `dilation` apart
+        # The taps are already `dilation` apart.
+        return conv(F.pad(taps, [*self.spatial_pad, 0, 0]), self.conv.weight, self.conv.bias)
 
-    def queue(self) -> TapQueue:
-        return TapQueue(self.span, self.kernel, self.dilation)
+    def queue(self) -> TapQueue | None:
+        """The inputs step() will need; None when the kernel sees the current position only."""
+        return TapQueue(self.span, self.kernel, self.dilation) if self.span else None
 
 
 class Residual(nn.Module):
-    """h + W_out · mish(causal_conv(mish(h))): a residual layer of the decoder."""
+    """h + conv2(mish(conv1(mish(h)))): a residual block of two causal convolutions.
+
+    One row of Tables 5/6 is one block, both convolutions of the row's kernel and dilation (the
+    reading the dVAE uses for Table 4's Res rows); conv1 maps the residual width to the row's
+    width and conv2 back. `causal_convs=1` gives conv2 a time kernel of 1 (see PriorConfig).
+    """
 
     def __init__(self, dims: int, channels: int, hidden: int, kernel: int, dilation: int,
-                 spatial_kernel: int = 1) -> None:  # fmt: skip
+                 spatial_kernel: int, causal_convs: int) -> None:  # fmt: skip
         super().__init__()
-        self.conv = CausalConv(dims, channels, hidden, kernel, dilation, spatial_kernel)
-        self.out = (nn.Conv1d if dims == 1 else nn.Conv3d)(hidden, channels, 1)
+        self.conv1 = CausalConv(dims, channels, hidden, kernel, dilation, spatial_kernel)
+        second = kernel if causal_convs == 2 else 1
+        self.conv2 = CausalConv(dims, hidden, channels, second, dilation, spatial_kernel)
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.out(mish(self.conv(mish(h))))
+        return h + self.conv2(mish(self.conv1(mish(h))))
 
-    def step(self, h: Tensor, queue: TapQueue) -> Tensor:
-        return h + self.out(mish(self.conv.step(mish(h), queue)))
+    def step(self, h: Tensor, queues: Queues) -> Tensor:
+        return h + self.conv2.step(mish(self.conv1.step(mish(h), queues[0])), queues[1])
+
+    def queues(self) -> Queues:
+        return self.conv1.queue(), self.conv2.queue()
 
 
 class DecoderStage(nn.Module):
-    """Project [activations, conditioning] to the residual width (B.2.3), then residual layers.
+    """Project [activations, conditioning] to the residual width (B.2.3), then residual blocks.
 
     The projection of the concatenation is written as two 1x1 maps, W_h·h + W_c·c, so the
     conditioning's share is computed once for a whole clip when generating.
     """
 
     def __init__(self, dims: int, in_channels: int, cond_channels: int, config: PriorConfig,
-                 layers: tuple[tuple[int, int], ...]) -> None:  # fmt: skip
+                 layers: StageSpec) -> None:  # fmt: skip
         super().__init__()
         conv = nn.Conv1d if dims == 1 else nn.Conv3d
         self.proj = conv(in_channels, config.channels, 1)
         self.proj_cond = conv(cond_channels, config.channels, 1, bias=False)
-        spatial = 1 if dims == 1 else config.spatial_kernel
         self.layers = nn.ModuleList(
-            [Residual(dims, config.channels, hidden, config.kernel, d, spatial) for d, hidden in layers]
+            [
+                Residual(dims, config.channels, hidden, config.kernel, d, spatial, config.causal_convs)
+                for d, hidden, spatial in layers
+            ]
         )
 
     def forward(self, h: Tensor, cond: Tensor) -> Tensor:
@@ -437,14 +510,14 @@ class DecoderStage(nn.Module):
             h = layer(h)
         return h
 
-    def step(self, h: Tensor, cond: Tensor, queues: list[TapQueue]) -> Tensor:
+    def step(self, h: Tensor, cond: Tensor, queues: list[Queues]) -> Tensor:
         h = self.proj(h) + cond
         for layer, queue in zip(self.layers, queues, strict=True):
             h = layer.step(h, queue)
         return h
 
-    def queues(self) -> list[TapQueue]:
-        return [layer.conv.queue() for layer in self.layers]
+    def queues(self) -> list[Queues]:
+        return [layer.queues() for layer in self.layers]
 
 
 class FARDecoder(nn.Module):
@@ -454,9 +527,9 @@ class FARDecoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed = CodeEmbedding(config.heads, config.codebook_size, config.embed_dim)
-        self.start = nn.Parameter(torch.zeros(config.embed_dim))  # stands in for "frame -1"
+        self.start = nn.Parameter(torch.zeros(self.embed.out_channels))  # stands in for "frame -1"
         down: list[nn.Module] = []
-        c_in = config.embed_dim
+        c_in = self.embed.out_channels
         for i in range(config.downsample):  # 4x4 stride 2, with a 4x4 stride-1 layer between
             if i:
                 down.append(SameConv(dims=2, in_channels=c_in, out_channels=config.frame_channels, kernel=4))
@@ -470,10 +543,16 @@ class FARDecoder(nn.Module):
         for layers in config.stages:
             self.stages.append(DecoderStage(3, c_in, cond_channels, config, layers))
             c_in = config.channels
+        # The mirror image: nearest x2 + 4x4 Conv2D, with a 4x4 stride-1 Conv2D between two of them.
         self.up = nn.ModuleList()
-        for _ in range(config.downsample):  # nearest x2 + 4x4 Conv2D
-            self.up.append(SameConv(dims=2, in_channels=c_in, out_channels=config.frame_channels, kernel=4))
-            c_in = config.frame_channels
+        self.upsamples: list[bool] = []
+        for i in range(config.downsample):
+            for upsample in (False, True) if i else (True,):
+                self.up.append(
+                    SameConv(dims=2, in_channels=c_in, out_channels=config.frame_channels, kernel=4)
+                )
+                self.upsamples.append(upsample)
+                c_in = config.frame_channels
         self.out = nn.Conv2d(c_in, config.heads * config.codebook_size, 1)
 
     def _embed(self, codes: Tensor) -> Tensor:
@@ -503,8 +582,10 @@ class FARDecoder(nn.Module):
         """(B, C, T, H', W') -> logits (B, T, h, w, heads, K), the padding dropped."""
         b, t = h.shape[0], h.shape[2]
         x = mish(h).transpose(1, 2).flatten(0, 1)
-        for conv in self.up:
-            x = mish(conv(x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)))
+        for conv, upsample in zip(self.up, self.upsamples, strict=True):
+            if upsample:
+                x = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+            x = mish(conv(x))
         logits = self.out(x).unflatten(0, (b, t))  # (B, T, heads*K, H, W)
         logits = logits.permute(0, 1, 3, 4, 2).unflatten(-1, (self.config.heads, self.config.codebook_size))
         return logits[:, :, : self.config.grid[0], : self.config.grid[1]]
@@ -519,12 +600,10 @@ class FARDecoder(nn.Module):
             h = stage(h, c)
         return self._frames_out(h)
 
-    def new_state(self) -> list[list[TapQueue]]:
+    def new_state(self) -> list[list[Queues]]:
         return [stage.queues() for stage in self.stages]
 
-    def step(
-        self, previous: Tensor | None, conds: list[Tensor], t: int, state: list[list[TapQueue]]
-    ) -> Tensor:
+    def step(self, previous: Tensor | None, conds: list[Tensor], t: int, state: list[list[Queues]]) -> Tensor:
         """Logits (B, h, w, heads, K) of frame t, given frame t-1's codes (None at t = 0)."""
         x = self._start(conds[0].shape[0]) if previous is None else self._embed(previous[:, None])
         h = self._frames_in(x)
@@ -540,9 +619,9 @@ class MARDecoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed = CodeEmbedding(config.heads, config.codebook_size, config.embed_dim)
-        self.start = nn.Parameter(torch.zeros(config.embed_dim))  # stands in for "Memcode -1"
+        self.start = nn.Parameter(torch.zeros(self.embed.out_channels))  # stands in for "Memcode -1"
         self.stages = nn.ModuleList()
-        c_in = config.embed_dim
+        c_in = self.embed.out_channels
         for layers in config.stages:
             self.stages.append(DecoderStage(1, c_in, cond_channels, config, layers))
             c_in = config.channels
@@ -566,12 +645,10 @@ class MARDecoder(nn.Module):
             h = stage(h, c)
         return self._logits(h).unflatten(1, (t, gh, gw))
 
-    def new_state(self) -> list[list[TapQueue]]:
+    def new_state(self) -> list[list[Queues]]:
         return [stage.queues() for stage in self.stages]
 
-    def step(
-        self, previous: Tensor | None, conds: list[Tensor], p: int, state: list[list[TapQueue]]
-    ) -> Tensor:
+    def step(self, previous: Tensor | None, conds: list[Tensor], p: int, state: list[list[Queues]]) -> Tensor:
         """Logits (B, heads, K) of sequence position p, given position p-1's codes (B, heads)."""
         b = conds[0].shape[0]
         x = self.start.expand(b, -1) if previous is None else self.embed(previous)
