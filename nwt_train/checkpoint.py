@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 from nwt_data.errors import NwtError
+from nwt_train.errors import RunMismatch
+
+__all__ = ["RunMismatch"]
 
 LATEST = "latest.pt"
 
@@ -109,10 +112,6 @@ def load(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(saved, dict) or not {"step", "config"} <= saved.keys():
         raise CheckpointError(f"{path} is not an nwt checkpoint (no step and config in it)", hint)
     return saved
-
-
-class RunMismatch(ValueError):
-    """A run folder holds a checkpoint made with another config or dataset."""
 
 
 def restore(

@@ -29,13 +29,12 @@ from nwt_data.contract import (
     MEL_FRAMES_PER_VIDEO_FRAME,
     check_format,
 )
+from nwt_train.errors import DataError, DatasetMismatch, MissingInput
+
+__all__ = ["DatasetMismatch"]
 
 MEL_PER_FRAME = MEL_FRAMES_PER_VIDEO_FRAME
 MAX_SKIPS_IN_A_ROW = 200
-
-
-class DatasetMismatch(ValueError):
-    """The shards on disk were made with parameters the trainer does not expect."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Dataset:
         path = root / name if root.is_dir() else root
         if not path.is_file():
             made_by = "nwt-train encode" if name == "codes.json" else "nwt-data shard"
-            raise FileNotFoundError(f"no {name} at {root}: run `{made_by}` first")
+            raise MissingInput(f"no {name} at {root}: run `{made_by}` first")
         description = json.loads(path.read_text())
         check_format(description, name, CODES_FORMAT if name == CODES_JSON else DATASET_FORMAT)
         for section, wanted in (expect or {}).items():
@@ -175,7 +174,7 @@ def clip_windows(
 
     urls = dataset.shard_urls(split)
     if not urls:
-        raise ValueError(f"split {split!r} has no shards in {dataset.root}")
+        raise DataError(f"split {split!r} has no shards in {dataset.root}")
     window = _WindowStage(make_window, frames, with_mel, seed, dataset.excluded, resume)
     if samples_per_worker is None:
         stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
@@ -259,7 +258,7 @@ class _WindowStage:
                 failures += 1
                 # Resampled shards never end: without this a set with no usable clip would hang.
                 if failures >= MAX_SKIPS_IN_A_ROW:
-                    raise ValueError(
+                    raise DataError(
                         f"{failures} samples in a row gave no window (last: {err}); are the clips "
                         f"shorter than the {self.frames}-frame window? Lower `frames` or add longer clips"
                     ) from None

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from nwt_train.errors import TrainConfigError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -38,7 +40,14 @@ def setup(device: str = "auto") -> Dist:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    chosen = torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise TrainConfigError(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise TrainConfigError(
+            f"device {device!r} asked for, but torch sees no CUDA device", "use --device cpu"
+        )
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if world_size > 1 and not torch_dist.is_initialized():

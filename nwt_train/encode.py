@@ -28,6 +28,7 @@ import torch
 
 from nwt_data.contract import CODES_FORMAT, CODES_JSON, fsync_path, sha256_of, write_atomic
 from nwt_train.data import Dataset, decode_video_window, to_unit_range
+from nwt_train.errors import DataError, RunMismatch, TrainConfigError
 from nwt_train.eval_dvae import load_dvae
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.train_dvae import fit_frames
@@ -48,7 +49,7 @@ class EncodeConfig:
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+            raise TrainConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -212,19 +213,21 @@ def _refuse_other_codes(earlier: dict[str, Any], identity: dict[str, Any], confi
                         source_shards: dict[str, Any], out: Path) -> None:  # fmt: skip
     """A folder resumes only the encode that started it: same dVAE, seed and source shards."""
     if earlier.get("dvae", {}).get("weights_sha256") != identity["weights_sha256"]:
-        raise ValueError(
+        raise RunMismatch(
             f"{out} holds Memcodes of another dVAE ({earlier.get('dvae', {}).get('run')}); "
             "use a new --out folder"
         )
     if earlier.get("seed") != config.seed:
-        raise ValueError(f"{out} was encoded with --seed {earlier.get('seed')}; use it or a new --out folder")
+        raise RunMismatch(
+            f"{out} was encoded with --seed {earlier.get('seed')}; use it or a new --out folder"
+        )
     stale = sorted(
         name
         for name, sha in earlier.get("source_shards", {}).items()
         if (out / name).exists() and source_shards.get(name) != sha
     )
     if stale:
-        raise ValueError(
+        raise RunMismatch(
             f"{out} holds Memcodes of other versions of {', '.join(stale)}; use a new --out folder"
         )
 
@@ -233,5 +236,5 @@ def open_codes(root: Path) -> Dataset:
     """A Memcode set for training; refuses one whose encode run did not finish."""
     codes = Dataset.open(root, name=CODES_JSON)
     if not codes.description.get("complete"):
-        raise ValueError(f"{root} is only partly encoded: run `nwt-train encode` again to finish it")
+        raise DataError(f"{root} is only partly encoded: run `nwt-train encode` again to finish it")
     return codes

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from nwt_train import checkpoint
 from nwt_train.data import Dataset, clip_windows
+from nwt_train.errors import DataError, MissingInput, RunMismatch
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, DVAEConfig
 from nwt_train.train_dvae import fit_frames
@@ -108,9 +109,9 @@ class H264Size:
 def load_dvae(run_dir: Path) -> tuple[DVAE, dict[str, Any]]:
     saved = checkpoint.load(run_dir)
     if saved is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}: train it with `nwt-train dvae --out {run_dir}`")
+        raise MissingInput(f"no checkpoint in {run_dir}: train it with `nwt-train dvae --out {run_dir}`")
     if "dvae" not in saved:
-        raise ValueError(f"{run_dir} is not a dVAE run (its checkpoint holds no dVAE weights)")
+        raise RunMismatch(f"{run_dir} is not a dVAE run (its checkpoint holds no dVAE weights)")
     model_config = {k: as_tuples(v) for k, v in saved["config"]["model"].items()}
     model = DVAE(DVAEConfig(**model_config))
     model.load_state_dict(saved["dvae"])
@@ -150,7 +151,7 @@ def evaluate(
             break
     h264_size = h264.close()
     if not windows:
-        raise ValueError(f"split {split!r} of {data} has no clips to evaluate")
+        raise DataError(f"split {split!r} of {data} has no clips to evaluate")
     result = {
         "split": split,
         "windows": windows,

@@ -28,6 +28,7 @@ from nwt_data.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, mel_spectr
 from nwt_train import checkpoint
 from nwt_train.data import MEL_PER_FRAME
 from nwt_train.encode import sample_codes, weights_digest
+from nwt_train.errors import DataError, MissingInput, RunMismatch, TrainConfigError
 from nwt_train.eval_dvae import as_tuples, load_dvae
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, in_time_chunks
@@ -57,21 +58,19 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise TrainConfigError(f"temperature must be > 0, got {self.temperature}")
         if self.seconds is not None and not self.seconds > 0:
-            raise ValueError(f"seconds must be > 0, got {self.seconds}")
+            raise TrainConfigError(f"seconds must be > 0, got {self.seconds}")
         if self.out.suffix.lower() != ".mp4":
-            raise ValueError(f"--out must name an .mp4 file, got {self.out}")
+            raise TrainConfigError(f"--out must name an .mp4 file, got {self.out}")
 
 
 def load_prior(run_dir: Path) -> tuple[Prior, dict[str, Any]]:
     saved = checkpoint.load(run_dir)
     if saved is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {run_dir}: train it with `nwt-train prior --out {run_dir}`"
-        )
+        raise MissingInput(f"no checkpoint in {run_dir}: train it with `nwt-train prior --out {run_dir}`")
     if "prior" not in saved:
-        raise ValueError(f"{run_dir} is not a prior run (no prior weights in its checkpoint)")
+        raise RunMismatch(f"{run_dir} is not a prior run (no prior weights in its checkpoint)")
     model = Prior(PriorConfig(**{k: as_tuples(v) for k, v in saved["config"]["model"].items()}))
     model.load_state_dict(saved["prior"])
     return model.eval(), saved
@@ -85,10 +84,10 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
 
     try:
         samples, rate, _ = decode_mono(path)
-    except av.FFmpegError as err:
-        raise ValueError(f"cannot read audio from {path}: {err}") from None
+    except (av.FFmpegError, ValueError) as err:  # ValueError: a file without an audio stream
+        raise DataError(f"cannot read audio from {path}: {err}", "pass a file with speech in it") from None
     if not len(samples):
-        raise ValueError(f"{path} holds no decodable audio")
+        raise DataError(f"{path} holds no decodable audio")
     return samples, rate
 
 
@@ -106,7 +105,7 @@ def episode_index(episodes: dict[str, int], wanted: str) -> int:
     if wanted in episodes:
         return int(episodes[wanted])
     known = ", ".join(list(episodes)[:8]) + (" ..." if len(episodes) > 8 else "")
-    raise ValueError(f"unknown episode {wanted!r}; the prior knows: {known}")
+    raise TrainConfigError(f"unknown episode {wanted!r}; the prior knows: {known}")
 
 
 def read_video(path: Path) -> np.ndarray:
@@ -116,9 +115,9 @@ def read_video(path: Path) -> np.ndarray:
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.FFmpegError, IndexError) as err:
-        raise ValueError(f"cannot read video from {path}: {err}") from None
+        raise DataError(f"cannot read video from {path}: {err}") from None
     if not frames:
-        raise ValueError(f"{path} holds no video frames")
+        raise DataError(f"{path} holds no video frames")
     return np.stack(frames)
 
 
@@ -139,7 +138,7 @@ def choose_style(
         z = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=device)
     for variate, value in config.style_values:
         if not 0 <= variate < dim:
-            raise ValueError(f"style variate {variate} is out of range: z_l has {dim} (0..{dim - 1})")
+            raise TrainConfigError(f"style variate {variate} is out of range: z_l has {dim} (0..{dim - 1})")
         z[0, variate] = value
     return z
 
@@ -232,7 +231,7 @@ def generate(config: GenerateConfig, *, on_frame: Callable[[int, int], None] | N
     dvae, _ = load_dvae(config.dvae)
     expected = saved["codes"]["dvae"]
     if weights_digest(dvae) != expected["weights_sha256"]:
-        raise ValueError(
+        raise RunMismatch(
             f"{config.dvae} is not the dVAE the prior was trained with (step {expected['step']} of "
             f"{expected['run']}); pass that run to --dvae"
         )

@@ -22,6 +22,7 @@ from nwt_train import checkpoint, dist, schedules
 from nwt_train.config import PriorTrainConfig, to_json
 from nwt_train.data import code_window, training_batches
 from nwt_train.encode import open_codes
+from nwt_train.errors import Diverged, TrainConfigError
 from nwt_train.metrics import Logger
 from nwt_train.models.prior import Prior
 from nwt_train.train_dvae import dataset_fingerprint
@@ -72,7 +73,9 @@ def _train(
     codes_set = open_codes(data)
     config = fit_to_codes(config, codes_set.description)
     if config.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks")
+        raise TrainConfigError(
+            f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks"
+        )
     per_rank = config.batch_size // ctx.world_size
     autocast = dist.precision(ctx, tf32=config.tf32, bf16=config.bf16)
     fingerprint = dataset_fingerprint(codes_set)
@@ -135,7 +138,7 @@ def _train(
             terms["loss"].backward()
             optimizer.step()
             if not math.isfinite(terms["loss"].item()):
-                raise FloatingPointError(f"the prior's loss became {terms['loss'].item()} at step {step}")
+                raise Diverged(f"the prior's loss became {terms['loss'].item()} at step {step}")
 
             step += 1
             clips_seen += codes.shape[0] * ctx.world_size

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nwt_data.catalog import Catalog
-from nwt_train.cli import app as train_app
+from nwt_train.cli.app import app as train_app
 
 
 @pytest.mark.parametrize("command", ["fetch", "segment", "flag", "review", "mask", "shard", "status", "demo"])

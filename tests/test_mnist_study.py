@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from nwt_train.cli import app
+from nwt_train.cli.app import app
 from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
 from nwt_train.mnist.data import MnistDataError, load_mnist, write_idx
 from nwt_train.mnist.study import hamming_nearest, hamming_neighbours

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from nwt_data.media.ffmpeg import run_ffmpeg
 from nwt_train import checkpoint
-from nwt_train.cli import app
+from nwt_train.cli.app import app
 from nwt_train.config import prior_tiny, tiny, with_overrides
 from nwt_train.encode import sample_codes, weights_digest
 from nwt_train.eval_dvae import load_dvae

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from nwt_train import checkpoint
 from nwt_train.checkpoint import RunMismatch
-from nwt_train.cli import app
+from nwt_train.cli.app import app
 from nwt_train.config import tiny, with_overrides
 from nwt_train.data import Dataset, clip_windows
 from nwt_train.train_dvae import train_dvae

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nwt_train.errors import DataError
+
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 SIDE = 28
@@ -38,7 +40,7 @@ MD5 = {
 }
 
 
-class MnistDataError(ValueError):
+class MnistDataError(DataError):
     """The MNIST folder is missing files or holds files that are not (the right) MNIST IDX data."""
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from nwt_train import losses, schedules
+from nwt_train.errors import Diverged, TrainConfigError
 from nwt_train.mnist import figures
 from nwt_train.mnist.config import LOSS_KIND, PAPER, StudyConfig
 from nwt_train.mnist.data import load_mnist, to_tensor_range
@@ -59,9 +60,11 @@ def prepare(config: StudyConfig) -> dict[str, torch.Tensor]:
     train_size = config.train_size or len(mnist.train_images)
     test_size = config.test_size or len(mnist.test_images)
     if train_size > len(mnist.train_images):
-        raise ValueError(f"train_size {train_size} exceeds the {len(mnist.train_images)} training images")
+        raise TrainConfigError(
+            f"train_size {train_size} exceeds the {len(mnist.train_images)} training images"
+        )
     if test_size > len(mnist.test_images):
-        raise ValueError(f"test_size {test_size} exceeds the {len(mnist.test_images)} test images")
+        raise TrainConfigError(f"test_size {test_size} exceeds the {len(mnist.test_images)} test images")
     return {
         "train": torch.from_numpy(to_tensor_range(mnist.train_images[:train_size])),
         "train_labels": torch.from_numpy(mnist.train_labels[:train_size]),
@@ -149,9 +152,7 @@ def train_model(
         loss.backward()
         gen_opt.step()
         if not math.isfinite(loss.item()):
-            raise FloatingPointError(
-                f"{experiment}: the loss became {loss.item()} at step {step}; lower --lr"
-            )
+            raise Diverged(f"{experiment}: the loss became {loss.item()} at step {step}; lower --lr")
         last = values | {"pixel_l1": (reconstruction.detach() - x).abs().mean().item()}
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
             info = " ".join(f"{k} {v:.3f}" for k, v in last.items())

@@ -18,9 +18,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from nwt_train.cli.common import make_config, report_errors
 from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
 
 
+@report_errors
 def mnist_study(
     data: Annotated[Path, typer.Option(help="Folder with the four gzipped MNIST IDX files.")],
     out: Annotated[Path, typer.Option(help="Output folder: PNGs, results.md, results.json, models/.")],
@@ -57,8 +59,8 @@ def mnist_study(
     from nwt_train.mnist.study import prepare, result_rows, run_study  # torch loads only when the study runs
 
     console = Console()
-    try:
-        config = StudyConfig(
+    config = make_config(
+        lambda: StudyConfig(
             data=str(data),
             out=str(out),
             experiments=tuple(experiment) if experiment else EXPERIMENTS,
@@ -71,30 +73,27 @@ def mnist_study(
             threads=threads,
             verify_md5=verify_md5,
         )
-        data_tensors = prepare(config)  # data errors surface before any progress bar is drawn
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as bar:
-            tasks: dict[str, TaskID] = {
-                name: bar.add_task(name, total=config.steps_of(name), info="", start=False)
-                for name in config.experiments
-            }
+    )
+    data_tensors = prepare(config)  # data errors surface before any progress bar is drawn
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, TaskID] = {
+            name: bar.add_task(name, total=config.steps_of(name), info="", start=False)
+            for name in config.experiments
+        }
 
-            def show(name: str, completed: int, total: int, info: str) -> None:
-                bar.start_task(tasks[name])
-                bar.update(tasks[name], completed=completed, total=total, info=info)
+        def show(name: str, completed: int, total: int, info: str) -> None:
+            bar.start_task(tasks[name])
+            bar.update(tasks[name], completed=completed, total=total, info=info)
 
-            report = run_study(config, progress=show, data=data_tensors)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        from nwt_train.cli import fail  # the CLI's one error printer (imported late: cli imports us)
-
-        raise fail(err) from None
+        report = run_study(config, progress=show, data=data_tensors)
     table = Table(title=f"mnist-study: {out}", header_style="bold")
     for column, justify in (
         ("experiment", "left"),

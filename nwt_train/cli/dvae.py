@@ -1,0 +1,56 @@
+"""`nwt-train dvae`: options -> DVAETrainConfig -> train_dvae -> a table of the last values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from nwt_train.cli.common import (
+    ConfigFile,
+    Overrides,
+    build_config,
+    choose,
+    is_main_rank,
+    print_last,
+    report_errors,
+    training_progress,
+)
+
+
+@report_errors
+def dvae(
+    data: Annotated[Path, typer.Option(help="The shards folder (with dataset.json) of `nwt-data shard`.")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
+    preset: Annotated[str, typer.Option(help="paper (Table 4, C.2.1) or tiny (CPU-sized).")] = "paper",
+    config_file: ConfigFile = None,
+    overrides: Overrides = None,
+) -> None:
+    """Train the dVAE-Adv (Memcodes, critics, WGAN-GP) on CPU, one GPU, or under torchrun.
+
+    The same command runs everywhere: `torchrun --nproc-per-node 8 -m nwt_train.cli dvae ...` trains
+    with DDP; rank 0 logs to OUT/tensorboard and saves OUT/latest.pt. Running it again on the same
+    OUT resumes; SIGTERM saves before exiting.
+
+    [bold]Example:[/] nwt-train dvae --data ws/shards --out runs/dvae-tiny --preset tiny --set steps=300
+    """
+    from nwt_train.config import PRESETS
+    from nwt_train.train_dvae import train_dvae
+
+    console = Console()
+    config = build_config(PRESETS[choose("preset", preset, PRESETS)], config_file, overrides)
+    with training_progress("dvae", console) as bar:
+        task = bar.add_task("dvae", total=config.steps, info="")
+
+        def show(step: int, values: dict[str, float]) -> None:
+            info = (
+                f"recon {values['loss/recon']:.4f} "
+                f"critic {values['critic/loss']:.3f} {values['speed/clips_per_s']:.1f} clips/s"
+            )
+            bar.update(task, completed=step, info=info)
+
+        last = train_dvae(config, data, out, progress=show)
+    if is_main_rank():
+        print_last(f"dvae: {out}", last, console, skip="codebook/")
