@@ -37,6 +37,28 @@ MEL_PER_FRAME = MEL_FRAMES_PER_VIDEO_FRAME
 MAX_SKIPS_IN_A_ROW = 200
 
 
+def parse_description(raw: bytes, path: Path, made_by: str) -> dict[str, Any]:
+    """A dataset.json / codes.json as a dict with its shard list, or a DataError that names the file."""
+    fix = f"run `{made_by}` again to rewrite it"
+    try:
+        description = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err})", fix) from None
+    if not isinstance(description, dict):
+        raise DataError(f"{path} holds a {type(description).__name__}, not an object", fix)
+    shards, samples = description.get("shards"), description.get("samples", {})
+    if not isinstance(shards, list) or not all(
+        isinstance(s, dict) and "name" in s and "split" in s for s in shards
+    ):
+        raise DataError(f"{path} has no valid `shards` list (name and split per shard)", fix)
+    if not isinstance(samples, dict):
+        raise DataError(f"{path} has a `samples` entry that is not an object", fix)
+    for shard in shards:
+        if Path(shard["name"]).name != shard["name"] or shard["name"] in ("", ".", ".."):
+            raise DataError(f"{path} names a shard outside its folder: {shard['name']!r}", fix)
+    return description
+
+
 @dataclass(frozen=True)
 class Dataset:
     root: Path
@@ -49,11 +71,14 @@ class Dataset:
         """Read `dataset.json` (or `name`: codes.json); refuse data whose parameters differ from `expect`."""
         root = Path(root)
         path = root / name if root.is_dir() else root
+        made_by = "nwt-train encode" if name == CODES_JSON else "nwt-data shard"
         if not path.is_file():
-            made_by = "nwt-train encode" if name == "codes.json" else "nwt-data shard"
             raise MissingInput(f"no {name} at {root}: run `{made_by}` first")
-        description = json.loads(path.read_text())
-        check_format(description, name, CODES_FORMAT if name == CODES_JSON else DATASET_FORMAT)
+        description = parse_description(path.read_bytes(), path, made_by)
+        try:
+            check_format(description, name, CODES_FORMAT if name == CODES_JSON else DATASET_FORMAT)
+        except ValueError as err:  # contract.FormatError
+            raise DataError(str(err)) from None
         for section, wanted in (expect or {}).items():
             have = description.get(section, {})
             wrong = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}

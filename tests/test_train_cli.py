@@ -101,3 +101,26 @@ def test_no_library_module_imports_the_cli() -> None:
                 names = [alias.name for alias in node.names]
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("nwt_train.cli")]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "holds a list, not an object"),
+        ('{"samples": {}}', "has no valid `shards` list"),
+        ('{"shards": [{"name": "../x.tar", "split": "train"}]}', "names a shard outside its folder"),
+    ],
+)
+def test_a_broken_dataset_json_is_named_in_one_line(tmp_path: Path, monkeypatch, text, message) -> None:
+    monkeypatch.delenv("NWT_DEBUG", raising=False)
+    data = tmp_path / "shards"
+    data.mkdir()
+    (data / "dataset.json").write_text(text)
+    result = CliRunner().invoke(
+        app, ["dvae", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    )
+    assert result.exit_code == 2, result.output
+    lines = _lines(result.output)
+    assert len(lines) == 1 and message in lines[0] and "dataset.json" in lines[0], result.output
+    assert "nwt-data shard" in lines[0]

@@ -125,8 +125,31 @@ def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def training_progress(name: str, console: Console) -> Progress:
-    columns = (
+class LazyBar:
+    """One progress bar, drawn at its first update: an input error found before any work prints alone."""
+
+    def __init__(self, progress: Progress, **task: Any) -> None:
+        self.progress, self.task_args, self.task = progress, task, None
+
+    def __enter__(self) -> LazyBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+    def update(self, advance: float | None = None, **fields: Any) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task(self.task_args.pop("description", ""), **self.task_args)
+        self.progress.update(self.task, advance=advance, **fields)
+
+
+def lazy_bar(
+    name: str, console: Console, *columns: Any, total: float | None = None, **fields: Any
+) -> LazyBar:
+    """A bar named `name` with the usual columns (or `columns`), drawn on rank 0 only, at first use."""
+    columns = columns or (
         TextColumn(f"[bold]{name}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -134,7 +157,8 @@ def training_progress(name: str, console: Console) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    return Progress(*columns, console=console, disable=not is_main_rank())
+    progress = Progress(*columns, console=console, disable=not is_main_rank())
+    return LazyBar(progress, description=name, total=total, **fields)
 
 
 def print_last(title: str, last: dict[str, float], console: Console, skip: str) -> None:

@@ -14,9 +14,9 @@ from nwt_train.cli.common import (
     build_config,
     choose,
     is_main_rank,
+    lazy_bar,
     print_last,
     report_errors,
-    training_progress,
 )
 
 
@@ -41,15 +41,14 @@ def dvae(
 
     console = Console()
     config = build_config(PRESETS[choose("preset", preset, PRESETS)], config_file, overrides)
-    with training_progress("dvae", console) as bar:
-        task = bar.add_task("dvae", total=config.steps, info="")
+    with lazy_bar("dvae", console, total=config.steps, info="") as bar:
 
         def show(step: int, values: dict[str, float]) -> None:
             info = (
                 f"recon {values['loss/recon']:.4f} "
                 f"critic {values['critic/loss']:.3f} {values['speed/clips_per_s']:.1f} clips/s"
             )
-            bar.update(task, completed=step, info=info)
+            bar.update(completed=step, info=info)
 
         last = train_dvae(config, data, out, progress=show)
     if is_main_rank():

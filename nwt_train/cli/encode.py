@@ -10,14 +10,13 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
 
-from nwt_train.cli.common import make_config, report_errors
+from nwt_train.cli.common import lazy_bar, make_config, report_errors
 
 
 @report_errors
@@ -43,16 +42,15 @@ def encode(
     config = make_config(lambda: EncodeConfig(dvae=dvae_run, data=data, out=out, seed=seed, device=device))
     columns = (TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("encode", total=None)
+    with lazy_bar("encode", console, *columns) as bar:
 
         def clip_done(key: str, error: str | None) -> None:
             if error:
                 errors.append(key)
                 console.print(f"[red]✗[/] {key} {error}", highlight=False)
-            bar.advance(task)
+            bar.update(advance=1)
 
-        description = encode_shards(config, on_start=lambda n: bar.update(task, total=n), on_clip=clip_done)
+        description = encode_shards(config, on_start=lambda n: bar.update(total=n), on_clip=clip_done)
     table = Table(title=f"encode: {out}", header_style="bold")
     for column in ("split", "shards", "clips"):
         table.add_column(column, justify="right" if column != "split" else "left")

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from nwt_train.cli.common import make_config, report_errors
+from nwt_train.cli.common import lazy_bar, make_config, report_errors
 from nwt_train.errors import TrainConfigError
 
 
@@ -77,8 +77,7 @@ def generate(
     )
     columns = (TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[speed]}"), TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("generate", total=None, speed="")
+    with lazy_bar("generate", console, *columns, speed="") as bar:
         clock = {"start": 0.0}
 
         def frame_done(done: int, total: int) -> None:
@@ -86,7 +85,7 @@ def generate(
             if done == 1:
                 clock["start"] = now
             rate = (done - 1) / (now - clock["start"]) if done > 1 else 0.0
-            bar.update(task, completed=done, total=total, speed=f"{rate:.1f} frames/s")
+            bar.update(completed=done, total=total, speed=f"{rate:.1f} frames/s")
 
         summary = run_generate(config, on_frame=frame_done)
     console.print(

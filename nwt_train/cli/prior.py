@@ -14,9 +14,9 @@ from nwt_train.cli.common import (
     build_config,
     choose,
     is_main_rank,
+    lazy_bar,
     print_last,
     report_errors,
-    training_progress,
 )
 
 
@@ -45,15 +45,14 @@ def prior(
     factory = PRIOR_PRESETS[choose("preset", preset, PRIOR_PRESETS)]
     choose("arch", arch, ("far", "mar"))
     config = build_config(lambda: factory(arch), config_file, overrides)
-    with training_progress(arch, console) as bar:
-        task = bar.add_task(arch, total=config.steps, info="")
+    with lazy_bar(arch, console, total=config.steps, info="") as bar:
 
         def show(step: int, values: dict[str, float]) -> None:
             info = (
                 f"ce {values['loss/ce']:.3f} (uniform {values['ce/uniform']:.3f}) "
                 f"kl {values['loss/kl']:.2f} {values['speed/clips_per_s']:.1f} clips/s"
             )
-            bar.update(task, completed=step, info=info)
+            bar.update(completed=step, info=info)
 
         last = train_prior(config, data, out, progress=show)
     if is_main_rank():
