@@ -56,15 +56,50 @@ class DVAETrainConfig:
     bf16: bool = False
     """bf16 autocast on GPU (the quantizer stays float32)."""
     device: str = "auto"
+    accumulate: int = 1
+    """Micro-batches per optimizer step (gradient accumulation). `batch_size` stays the global batch:
+    each rank runs `batch_size / (ranks x accumulate)` clips at a time, so the paper's 16 clips fit
+    one GPU as e.g. `batch_size=16 accumulate=16`."""
+    kl_normaliser: str = "pixels"
+    """N of beta_norm = beta * M / N: "pixels" (T*C*H*W of a clip, beta-VAE's input size),
+    "feature_maps" (elements of one critic hidden map per clip, averaged over maps: L_recon is a sum of
+    per-map means) or "memcodes" (N = M: beta_norm = beta)."""
+    score_reduction: str = "mean"
+    """Per-clip reduction of a Markovian score map in L_gan, the critic loss and the penalty: "mean"
+    over its windows or "sum"."""
+    gp_frames: str = "clip"
+    """Gradient penalty of the 2D critics: per "clip" (one norm over all frames) or per "frame" (each
+    frame's score and pixels on their own: the 2D critics see frames independently)."""
+    pixel_weight: float = 0.0
+    """Weight of a pixel L1 term added to L_recon (not in the paper; 0 = the paper's loss)."""
+    health_warmup: int = 1000
+    """Steps before a Memcode head whose argmax perplexity stays under `collapse_perplexity` (two logs
+    in a row) is warned about."""
+    collapse_perplexity: float = 1.5
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "frames", "log_every", "video_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "frames", "log_every", "video_every", "checkpoint_every",
+                     "accumulate"):  # fmt: skip
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.adam_eps <= 0 or self.gamma < 0 or self.gp_weight < 0:
             raise ValueError("lr and adam_eps must be positive, gamma and gp_weight non-negative")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.batch_size % self.accumulate:
+            raise ValueError(
+                f"batch_size {self.batch_size} must divide into accumulate={self.accumulate} micro-batches"
+            )
+        choices = {
+            "kl_normaliser": ("pixels", "feature_maps", "memcodes"),
+            "score_reduction": ("mean", "sum"),
+            "gp_frames": ("clip", "frame"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.pixel_weight < 0 or self.health_warmup < 0 or self.collapse_perplexity < 1:
+            raise ValueError("pixel_weight and health_warmup must be >= 0, collapse_perplexity >= 1")
 
 
 def paper() -> DVAETrainConfig:
@@ -87,6 +122,7 @@ def tiny() -> DVAETrainConfig:
         checkpoint_every=50,
         kl_midpoint=100,
         kl_growth=0.05,
+        health_warmup=100,
     )
 
 
@@ -118,9 +154,16 @@ class PriorTrainConfig:
     tf32: bool = True
     bf16: bool = False
     device: str = "auto"
+    accumulate: int = 1
+    """Micro-batches per optimizer step; `batch_size` stays the global batch (see DVAETrainConfig)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "frames", "lr_halving_every", "log_every", "checkpoint_every"):
+        if isinstance(self.accumulate, int) and self.accumulate >= 1 and self.batch_size % self.accumulate:
+            raise ValueError(
+                f"batch_size {self.batch_size} must divide into accumulate={self.accumulate} micro-batches"
+            )
+        for name in ("steps", "batch_size", "frames", "lr_halving_every", "log_every", "checkpoint_every",
+                     "accumulate"):  # fmt: skip
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.lr_floor <= 0 or self.adam_eps <= 0 or self.style_beta < 0:

@@ -67,6 +67,17 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
 
 
+def no_sync(modules: list[torch.nn.Module], enabled: bool) -> contextlib.AbstractContextManager:
+    """DDP's `no_sync` on every wrapped module when `enabled`: gradient accumulation's micro-batches
+    but the last accumulate locally and skip the all-reduce. The forward pass must run inside it too."""
+    stack = contextlib.ExitStack()
+    if enabled:
+        for module in modules:
+            if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+                stack.enter_context(module.no_sync())
+    return stack
+
+
 def all_mean(value: torch.Tensor, dist: Dist) -> torch.Tensor:
     """The mean of a tensor over all ranks (for logging)."""
     if not dist.enabled:

@@ -11,6 +11,10 @@ Critics, eq. 9 (WGAN-GP):
 C.2.1 computes the log-likelihood and the KL "in expectation over the individual critic feature maps
 and individual Memcodes", with β normalised as in β-VAE (`schedules.beta_norm`).
 Critics are assumed to return (score map, hidden feature maps without the output layer).
+
+The paper leaves the reduction of a Markovian score map open: `reduction="mean"` (the default) averages
+a sample's windows, `"sum"` adds them (each window is then a critic of its own, and the gradient
+penalty constrains the sum). Either way the batch is averaged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ GP_WEIGHT = 10.0  # λ, gradient penalty weight (C.2.1)
 Features = Sequence[Sequence[Tensor]]  # per critic, its hidden feature maps (output layer excluded)
 # score tensor(s) or (scores, features) tuple(s): what one critic, or a list of critics, returns
 CriticOutputs = Tensor | tuple[Tensor, Sequence[Tensor]] | Sequence[Tensor | tuple[Tensor, Sequence[Tensor]]]
+
+
+def _wide(x: Tensor) -> Tensor:
+    """float32 for the losses' sums (inputs may be bf16 under autocast); float64 stays float64."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def feature_matching_loss(real_features: Features, fake_features: Features) -> Tensor:
@@ -51,37 +60,54 @@ def feature_matching_loss(real_features: Features, fake_features: Features) -> T
                 raise ValueError(
                     f"critic {c} layer {layer}: real {tuple(real.shape)} vs fake {tuple(fake.shape)}"
                 )
-            term = (fake.float() - real.detach().float()).abs().mean()
+            term = (_wide(fake) - _wide(real.detach())).abs().mean()
             total = term if total is None else total + term
     if total is None:
         raise ValueError("feature_matching_loss got critics without any hidden feature map")
     return total
 
 
-def generator_adversarial_loss(fake_scores: CriticOutputs) -> Tensor:
-    """L_gan of eq. 6: Σ over critics of mean(-D_c(x̃)), the mean over batch and score-map elements.
+SCORE_REDUCTIONS = ("mean", "sum")
+
+
+def reduce_score(score: Tensor, reduction: str = "mean") -> Tensor:
+    """A score map (B, ...) reduced to one value per sample (B,): the mean or the sum of its windows."""
+    flat = _wide(score).reshape(score.shape[0], -1)
+    if reduction == "mean":
+        return flat.mean(dim=1)
+    if reduction == "sum":
+        return flat.sum(dim=1)
+    raise ValueError(f"score reduction must be one of {SCORE_REDUCTIONS}, got {reduction!r}")
+
+
+def generator_adversarial_loss(fake_scores: CriticOutputs, reduction: str = "mean") -> Tensor:
+    """L_gan of eq. 6: Σ over critics of the batch mean of -D_c(x̃), each map reduced per `reduction`.
 
     fake_scores: one score map per critic (or the critics' (scores, features) outputs).
     """
     scores = critic_scores(fake_scores)
     if not scores:
         raise ValueError("generator_adversarial_loss needs at least one critic's scores")
-    return torch.stack([-s.float().mean() for s in scores]).sum()
+    return torch.stack([-reduce_score(s, reduction).mean() for s in scores]).sum()
 
 
-def critic_loss(real_scores: CriticOutputs, fake_scores: CriticOutputs) -> Tensor:
+def critic_loss(real_scores: CriticOutputs, fake_scores: CriticOutputs, reduction: str = "mean") -> Tensor:
     """WGAN critic loss of eq. 9 without the penalty: Σ over critics of mean D_c(x̃) - mean D_c(x).
 
-    Scores: one map per critic (or the critics' (scores, features) outputs). The fake scores must come
-    from a detached reconstruction so that the critic step leaves the generator alone. Add
-    `gradient_penalty` for the full L_adv.
+    Scores: one map per critic (or the critics' (scores, features) outputs), each reduced per sample
+    by `reduction`, then averaged over the batch. The fake scores must come from a detached
+    reconstruction so that the critic step leaves the generator alone. Add `gradient_penalty` for the
+    full L_adv.
     """
     real_scores, fake_scores = critic_scores(real_scores), critic_scores(fake_scores)
     if len(real_scores) != len(fake_scores) or not real_scores:
         raise ValueError(
             f"need matching, non-empty score lists, got {len(real_scores)} and {len(fake_scores)}"
         )
-    terms = [f.float().mean() - r.float().mean() for r, f in zip(real_scores, fake_scores, strict=True)]
+    terms = [
+        reduce_score(f, reduction).mean() - reduce_score(r, reduction).mean()
+        for r, f in zip(real_scores, fake_scores, strict=True)
+    ]
     return torch.stack(terms).sum()
 
 
@@ -96,7 +122,7 @@ def kl_to_uniform(logits: Tensor) -> Tensor:
     """
     if logits.dim() < 2:
         raise ValueError(f"logits must be (..., heads, codebook), got shape {tuple(logits.shape)}")
-    log_q = torch.log_softmax(logits.float(), dim=-1)
+    log_q = torch.log_softmax(_wide(logits), dim=-1)
     neg_entropy = (log_q.exp() * log_q).sum(dim=-1)
     return (neg_entropy + math.log(logits.shape[-1])).mean()
 
@@ -124,11 +150,6 @@ def mean_score(outputs: CriticOutputs) -> Tensor:
     return torch.stack([s.float().mean() for s in critic_scores(outputs)]).mean()
 
 
-def _per_sample(score: Tensor) -> Tensor:
-    """A score map (B, ...) reduced to one value per sample: its mean."""
-    return score.float().reshape(score.shape[0], -1).mean(dim=1)
-
-
 def gradient_penalty(
     critic_fn: Callable[[Tensor], CriticOutputs],
     real: Tensor,
@@ -137,6 +158,9 @@ def gradient_penalty(
     weight: float = GP_WEIGHT,
     eps: Tensor | None = None,
     generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    per_frame: Sequence[bool] = (),
+    norms: list[Tensor] | None = None,
 ) -> Tensor:
     """WGAN-GP term of eq. 9: Σ over critics of weight · mean_i (||∇_x̂ D_c(x̂_i)||_2 - 1)².
 
@@ -160,10 +184,23 @@ def gradient_penalty(
     eps = eps.to(device=real.device, dtype=real.dtype).view(batch, *([1] * (real.dim() - 1)))
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     penalties = []
-    for score in critic_scores(critic_fn(x_hat)):
-        (grad,) = torch.autograd.grad(_per_sample(score).sum(), x_hat, create_graph=True, retain_graph=True)
-        norms = grad.float().reshape(batch, -1).norm(2, dim=1)
-        penalties.append(((norms - 1) ** 2).mean())
+    for c, score in enumerate(critic_scores(critic_fn(x_hat))):
+        frames = c < len(per_frame) and per_frame[c]
+        if frames:
+            if real.dim() < 3 or score.dim() < 2 or score.shape[1] != real.shape[1]:
+                raise ValueError(
+                    f"a per-frame penalty needs video (B, T, ...) and scores (B, T, ...); got "
+                    f"{tuple(real.shape)} and {tuple(score.shape)}"
+                )
+            values = reduce_score(score.flatten(0, 1), reduction)  # (B*T,): one per frame
+        else:
+            values = reduce_score(score, reduction)
+        (grad,) = torch.autograd.grad(values.sum(), x_hat, create_graph=True, retain_graph=True)
+        rows = batch * real.shape[1] if frames else batch
+        grad_norms = _wide(grad).reshape(rows, -1).norm(2, dim=1)
+        penalties.append(((grad_norms - 1) ** 2).mean())
+        if norms is not None:
+            norms.append(grad_norms.detach().mean())
     return weight * torch.stack(penalties).sum()
 
 
@@ -175,16 +212,29 @@ def dvae_generator_loss(
     *,
     beta_norm: float,
     gamma: float = GAMMA,
+    reduction: str = "mean",
+    pixel_weight: float = 0.0,
+    target: Tensor | None = None,
+    reconstruction: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Eq. 8: loss = recon + gamma·gan + beta_norm·kl, with every term for logging.
 
     real/fake_features: the critics' hidden maps for x and x̃ (`feature_matching_loss`); fake_scores:
     the critics' score maps for x̃; logits: the Memcodes logits (..., heads, K); beta_norm: the
-    annealed, normalised KL weight (`schedules.kl_weight`). Returns "loss", "recon", "gan", "kl",
-    "gan_weighted", "kl_weighted" (all 0-dim tensors; only "loss" is meant for backward).
+    annealed, normalised KL weight (`schedules.kl_weight`); reduction: of the score maps in L_gan.
+    pixel_weight > 0 adds pixel_weight x mean |x - x̃| to recon (the pixels as one more matched map,
+    not in the paper; needs `target` and `reconstruction`). Returns "loss", "recon", "gan", "kl",
+    "gan_weighted", "kl_weighted" and, with a pixel term, "pixel" (all 0-dim tensors; only "loss" is
+    meant for backward).
     """
     recon = feature_matching_loss(real_features, fake_features)
-    gan = generator_adversarial_loss(fake_scores)
+    extra: dict[str, Tensor] = {}
+    if pixel_weight:
+        if target is None or reconstruction is None:
+            raise ValueError("pixel_weight needs the target and the reconstruction")
+        extra["pixel"] = (_wide(reconstruction) - _wide(target.detach())).abs().mean()
+        recon = recon + pixel_weight * extra["pixel"]
+    gan = generator_adversarial_loss(fake_scores, reduction)
     kl = kl_to_uniform(logits)
     gan_weighted = gamma * gan
     kl_weighted = beta_norm * kl
@@ -195,7 +245,7 @@ def dvae_generator_loss(
         "kl": kl,
         "gan_weighted": gan_weighted,
         "kl_weighted": kl_weighted,
-    }
+    } | extra
 
 
 @torch.no_grad()
@@ -219,3 +269,37 @@ def codebook_usage(indices: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]
     usage = (counts > 0).float().mean(dim=1)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
     return usage, entropy.exp()
+
+
+@torch.no_grad()
+def memcode_health(logits: Tensor, sampled: Tensor) -> dict[str, Tensor]:
+    """Per-head figures that tell a working quantizer from a frozen or collapsed one, for logging.
+
+    logits: (..., heads, K) before Gumbel noise; sampled: (..., heads), the indices the decoder saw
+    (Gumbel samples in training). Each value is (heads,) float32:
+    - argmax_usage / argmax_perplexity: `codebook_usage` of argmax(logits), the codes q(z|x) prefers
+      (what `encode` and eval reconstruct from); sampled indices read ~K/K whatever q does;
+    - sampled_usage / sampled_perplexity: the same for the sampled indices;
+    - max_prob: mean over positions of max_k q_k (1: deterministic, 1/K: uniform);
+    - kl: mean KL(q || uniform) (log K: one-hot, 0: uniform);
+    - agreement: share of positions where the sample equals the argmax.
+    """
+    if logits.shape[:-1] != sampled.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match indices {tuple(sampled.shape)}")
+    k = logits.shape[-1]
+    flat = logits.detach().float().reshape(-1, logits.shape[-2], k)  # (positions, heads, K)
+    log_q = torch.log_softmax(flat, dim=-1)
+    q = log_q.exp()
+    argmax = flat.argmax(dim=-1)
+    sampled = sampled.reshape(argmax.shape)
+    usage, perplexity = codebook_usage(argmax, k)
+    sampled_usage, sampled_perplexity = codebook_usage(sampled, k)
+    return {
+        "argmax_usage": usage,
+        "argmax_perplexity": perplexity,
+        "sampled_usage": sampled_usage,
+        "sampled_perplexity": sampled_perplexity,
+        "max_prob": q.max(dim=-1).values.mean(dim=0),
+        "kl": ((q * log_q).sum(dim=-1) + math.log(k)).mean(dim=0),
+        "agreement": (sampled == argmax).float().mean(dim=0),
+    }

@@ -49,6 +49,10 @@ class Logger:
         for name, value in values.items():
             self.writer.add_scalar(name, value, step)
 
+    def text(self, step: int, tag: str, text: str) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
     def video(self, step: int, tag: str, frames: np.ndarray, fps: int = 30) -> None:
         """An animated GIF summary (TensorBoard shows it under Images)."""
         if self.writer is None:

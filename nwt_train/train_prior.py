@@ -59,6 +59,41 @@ def prior_loss(
     return {"loss": loss, "ce": ce, "kl": kl.mean(), "accuracy": accuracy, "ce_per_head": per_head}
 
 
+def prior_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    codes: torch.Tensor,
+    mel: torch.Tensor,
+    episode: torch.Tensor,
+    *,
+    config: PriorTrainConfig,
+    autocast: contextlib.AbstractContextManager = contextlib.nullcontext(),
+) -> dict[str, torch.Tensor]:
+    """One optimizer step over `config.accumulate` micro-batches of this rank's clips.
+
+    Each micro-batch's loss is divided by their number, so the gradients add up to the whole batch's
+    (the losses are batch means); DDP all-reduces on the last micro-batch only. Returns the terms
+    averaged over the micro-batches (detached).
+    """
+    n = config.accumulate
+    if codes.shape[0] % n:
+        raise ValueError(f"{codes.shape[0]} clips do not split into {n} micro-batches")
+    size = codes.shape[0] // n
+    optimizer.zero_grad(set_to_none=True)
+    totals: dict[str, torch.Tensor] = {}
+    for i, (c, m, e) in enumerate(zip(codes.split(size), mel.split(size), episode.split(size), strict=True)):
+        with dist.no_sync([model], i < n - 1):
+            # z_l ~ q(z_l | z); teacher-forced logits of p(z | audio, z_l, episode).
+            with autocast:
+                logits, kl = model(c, m, e)
+            terms = prior_loss(logits, c, kl, config.style_beta)
+            (terms["loss"] / n).backward()
+        for key, value in terms.items():
+            totals[key] = totals.get(key, 0) + value.detach() / n
+    optimizer.step()
+    return totals
+
+
 def train_prior(
     config: PriorTrainConfig, data: Path, run_dir: Path, *, progress: Any = None
 ) -> dict[str, float]:
@@ -72,9 +107,10 @@ def _train(
 ) -> dict[str, float]:
     codes_set = open_codes(data)
     config = fit_to_codes(config, codes_set.description)
-    if config.batch_size % ctx.world_size:
+    if config.batch_size % (ctx.world_size * config.accumulate):
         raise TrainConfigError(
-            f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks"
+            f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks x "
+            f"accumulate={config.accumulate} micro-batches"
         )
     per_rank = config.batch_size // ctx.world_size
     autocast = dist.precision(ctx, tf32=config.tf32, bf16=config.bf16)
@@ -130,13 +166,7 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            # z_l ~ q(z_l | z); teacher-forced logits of p(z | audio, z_l, episode).
-            with autocast:
-                logits, kl = model(codes, mel, episode)
-            terms = prior_loss(logits, codes, kl, config.style_beta)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+            terms = prior_step(model, optimizer, codes, mel, episode, config=config, autocast=autocast)
             if not math.isfinite(terms["loss"].item()):
                 raise Diverged(f"the prior's loss became {terms['loss'].item()} at step {step}")
 

@@ -18,6 +18,7 @@ from nwt_train.losses import (
     gradient_penalty,
     kl_to_uniform,
     mean_score,
+    memcode_health,
     split_critic_outputs,
 )
 from nwt_train.schedules import (
@@ -208,3 +209,73 @@ def test_learning_rates() -> None:
     assert halving_lr(25_000, staircase=True) == 1e-4
     assert halving_lr(99_999, staircase=True) == pytest.approx(5e-5)
     assert halving_lr(250_000) == 1e-5  # 1e-4 / 32 would be below the floor
+
+
+# ---- score reductions, per-frame penalty, Memcode health -------------------------------------------
+
+
+def test_sum_reduction_adds_a_samples_windows() -> None:
+    real = [torch.full((2, 3, 4), 1.0)]
+    fake = [torch.full((2, 3, 4), -0.5)]
+    assert critic_loss(real, fake, "sum").item() == pytest.approx(12 * (-0.5 - 1.0))
+    assert generator_adversarial_loss(fake, "sum").item() == pytest.approx(12 * 0.5)
+    with pytest.raises(ValueError, match="score reduction"):
+        critic_loss(real, fake, "max")
+    # identity critic on (B, 2, 3, 4): the sum of 24 elements has gradient 1 everywhere, norm sqrt(24)
+    x, y = torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4)
+    assert gradient_penalty(lambda v: v, x, y, weight=1.0, reduction="sum").item() == pytest.approx(
+        (math.sqrt(24) - 1) ** 2, rel=1e-6
+    )
+
+
+def test_per_frame_penalty_takes_one_norm_per_frame() -> None:
+    # a "2D critic" on video (B, T, C, H, W) = (2, 3, 1, 2, 2) scoring each frame: 2 x its pixel sum
+    def critic(v: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return 2 * v[:, :, 0], [v]  # score map (B, T, 2, 2)
+
+    real, fake = torch.randn(2, 3, 1, 2, 2), torch.randn(2, 3, 1, 2, 2)
+    norms: list[torch.Tensor] = []
+    # per frame, sum reduction: gradient 2 on each of 4 pixels -> norm 4; per clip: 2 on 12 -> norm sqrt(48)
+    frame = gradient_penalty(critic, real, fake, weight=1.0, reduction="sum", per_frame=[True], norms=norms)
+    assert frame.item() == pytest.approx(9.0) and norms[0].item() == pytest.approx(4.0)
+    clip = gradient_penalty(critic, real, fake, weight=1.0, reduction="sum", per_frame=[False])
+    assert clip.item() == pytest.approx((math.sqrt(48) - 1) ** 2, rel=1e-6)
+
+
+def test_generator_loss_pixel_term() -> None:
+    x, y = torch.zeros(2, 3), torch.ones(2, 3)
+    terms = dvae_generator_loss([[x]], [[x]], [torch.zeros(2)], torch.zeros(2, 1, 4), beta_norm=0.0,
+                                pixel_weight=0.5, target=x, reconstruction=y)  # fmt: skip
+    assert terms["pixel"].item() == 1.0 and terms["recon"].item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="needs the target"):
+        dvae_generator_loss(
+            [[x]], [[x]], [torch.zeros(2)], torch.zeros(2, 1, 4), beta_norm=0.0, pixel_weight=1
+        )
+
+
+def test_memcode_health_separates_argmax_from_samples() -> None:
+    # head 0: every position prefers code 2 with q ~ 1; head 1: uniform logits
+    logits = torch.zeros(100, 2, 4)
+    logits[:, 0, 2] = 30.0
+    sampled = torch.stack([torch.full((100,), 2), torch.arange(100) % 4], dim=1)
+    health = memcode_health(logits, sampled)
+    assert health["argmax_perplexity"][0].item() == pytest.approx(1.0)
+    assert health["sampled_perplexity"][1].item() == pytest.approx(4.0)
+    assert health["argmax_usage"].tolist() == [0.25, 0.25]  # argmax of ties is code 0
+    assert health["max_prob"][0].item() == pytest.approx(1.0) and health["max_prob"][1].item() == 0.25
+    assert health["kl"][0].item() == pytest.approx(math.log(4), abs=1e-6) and health["kl"][1].item() == 0
+    assert health["agreement"].tolist() == [1.0, 0.25]
+
+
+def test_health_watch_warns_after_warmup_when_a_head_stays_collapsed() -> None:
+    from nwt_train.config import tiny, with_overrides
+    from nwt_train.train_dvae import HealthWatch
+
+    watch = HealthWatch(with_overrides(tiny(), {"health_warmup": 20}), warn=print)
+    ok = {f"memcodes/argmax_perplexity_head{h}": 5.0 for h in range(4)}
+    low = ok | {"memcodes/argmax_perplexity_head2": 1.2}
+    assert watch.check(10, low) == [] and watch.check(15, low) == []  # warm-up
+    assert watch.check(20, ok) == [] and watch.check(25, low) == []  # once is not "stays"
+    (message,) = watch.check(30, low)
+    assert "head 2" in message and "1.20" in message
+    assert watch.check(35, low) == []  # not every log

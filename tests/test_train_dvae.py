@@ -38,7 +38,13 @@ def test_tiny_run_learns_logs_and_saves(shards: Path, tmp_path: Path) -> None:
     first, final = seen[0]["recon/pixel_l1"], last["recon/pixel_l1"]
     assert final < 0.7 * first, (first, final)  # the reconstruction error falls clearly
     assert {"critic/gradient_penalty", "critic/real_score", "critic/fake_score", "schedule/beta_norm",
-            "codebook/perplexity_head0", "speed/clips_per_s"} <= set(last)  # fmt: skip
+            "memcodes/argmax_perplexity_head0", "memcodes/sampled_perplexity_head3",
+            "memcodes/max_prob_head1", "memcodes/kl_head2", "memcodes/agreement_mean",
+            "memcodes/argmax_same_as_previous_frame",
+            "grad/gan_over_recon", "critic/conv3d/grad_norm", "critic/conv2d_b/penalty_input_grad_norm",
+            "speed/clips_per_s"} <= set(last)  # fmt: skip
+    assert 1 <= last["memcodes/argmax_perplexity_head0"] <= 8 and 0 < last["memcodes/agreement_mean"] <= 1
+    assert last["grad/gan_over_recon"] > 0 and last["critic/conv3d/grad_norm"] > 0
     events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 1000
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

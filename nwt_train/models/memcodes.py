@@ -106,7 +106,9 @@ class Memcodes(nn.Module):
         )
         sample = self.training if sample is None else sample
         with _float32_region(x.device):
-            q = self.to_q(x.float()).unflatten(-1, (self.heads, self.head_dim))  # (..., heads, head_dim)
+            q = self.to_q(x.to(self.codebook.dtype)).unflatten(
+                -1, (self.heads, self.head_dim)
+            )  # (..., heads, head_dim)
             keys = self._heads(self.to_k(self.codebook))  # (heads, N, head_dim)
             logits = torch.einsum("...hd,hnd->...hn", q, keys) * self.scale
             noise = gumbel_noise_like(logits) if sample else None
@@ -122,6 +124,8 @@ class Memcodes(nn.Module):
         assert not indices.is_floating_point(), f"indices must be integers, got {indices.dtype}"
         with _float32_region(indices.device):
             index = indices.long().unsqueeze(-1)
-            one_hot = torch.zeros(*indices.shape, self.codebook_size, device=indices.device)
+            one_hot = torch.zeros(
+                *indices.shape, self.codebook_size, device=indices.device, dtype=self.codebook.dtype
+            )
             one_hot = one_hot.scatter_(-1, index, 1.0)  # (..., heads, N), as in forward
             return self._read(one_hot)
