@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nwt_train.cli import dvae, encode, env, eval_dvae, generate, mnist_study, prior
+from nwt_train.cli import describe, dvae, encode, env, eval_dvae, generate, mnist_study, prior
 
 app = typer.Typer(
     name="nwt-train",
@@ -21,6 +21,7 @@ app.command("prior")(prior.prior)
 app.command("generate")(generate.generate)
 app.command("eval-dvae")(eval_dvae.eval_dvae)
 app.command("mnist-study")(mnist_study.mnist_study)
+app.command("describe")(describe.describe)
 
 
 def main() -> None:

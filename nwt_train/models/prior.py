@@ -136,7 +136,7 @@ class PriorConfig:
         if self.receptive_frames > self.max_receptive_frames:
             raise ValueError(
                 f"the decoder sees {self.receptive_frames} frames back, more than max_receptive_frames "
-                f"{self.max_receptive_frames}: lower the dilations"
+                f"{self.max_receptive_frames}: lower the dilations or causal_convs"
             )
 
     @property
