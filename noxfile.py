@@ -21,8 +21,8 @@ def install(session: nox.Session, extras: str = "") -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (real ffmpeg, yt-dlp over 127.0.0.1, SQLite)."""
-    install(session, "[dev]")
+    """Run the test suite (real ffmpeg, yt-dlp over 127.0.0.1, SQLite, a local Ray cluster)."""
+    install(session, "[dev,ray]")
     session.run("pytest", *(session.posargs or ["-q"]))
 
 

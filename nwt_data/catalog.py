@@ -2,22 +2,32 @@
 
 One row per episode and per clip. A stage marks an item done only after its files are durable
 (written under a temporary name, then renamed), and it writes an item's rows in one transaction, so a
-run killed at any moment leaves the catalog consistent. Only the main process of a command writes;
-workers return values. WAL mode lets `status` and the review app read while a stage writes.
+run killed at any moment leaves the catalog consistent. Only the driver process of a command writes;
+workers (threads, processes or Ray tasks) return values. WAL mode lets `status` and the review app read
+while a stage writes.
+
+This module is the only place with SQL. Readers get typed, frozen records (`Episode`, `Clip`,
+`Shard`, `Run`) from named queries; statuses are the enums below. The "usable clip" rule lives in
+`_USABLE` alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-SCHEMA_VERSION = 1
+from nwt_data.errors import WorkspaceError
+
+# 2: per-stage attempts, flag error kind, the mask settings of each clip, run status and error.
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +54,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     segment_error   TEXT,
     segmented_at    TEXT,
     segment_config  TEXT,                      -- the SegmentConfig that made the clips, JSON
+    segment_attempts INTEGER NOT NULL DEFAULT 0,
     episode_index   INTEGER                    -- the model's episode embedding index (set by shard)
 );
 
@@ -76,6 +87,8 @@ CREATE TABLE IF NOT EXISTS clips (
     mask_status     TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed
     mask_error_kind TEXT,
     mask_error      TEXT,
+    mask_attempts   INTEGER NOT NULL DEFAULT 0,
+    mask_config     TEXT,                      -- the mask settings this clip was prepared with, JSON
     prepared_path   TEXT,                      -- folder with video.mp4, audio.npy, mel.npy
     out_frames      INTEGER,                   -- frames at 30 FPS: round(duration * 30)
     masked_frames   INTEGER,                   -- output frames with at least one painted box
@@ -83,7 +96,9 @@ CREATE TABLE IF NOT EXISTS clips (
     split           TEXT,                      -- train | val | test, fixed once assigned
     shard           TEXT,                      -- the shard that holds the clip
     flag_status     TEXT NOT NULL DEFAULT 'pending',  -- pending | done | failed (automatic pre-flags)
+    flag_error_kind TEXT,
     flag_error      TEXT,
+    flag_attempts   INTEGER NOT NULL DEFAULT 0,
     faces           INTEGER,                   -- median faces found in sampled frames
     flag_no_face    INTEGER,                   -- no face, or more than one face
     flag_many_faces INTEGER,
@@ -122,7 +137,9 @@ CREATE TABLE IF NOT EXISTS runs (
     nwt_version TEXT NOT NULL,
     started_at  TEXT NOT NULL,
     finished_at TEXT,
-    summary     TEXT                           -- per-status counts, JSON
+    summary     TEXT,                          -- per-status counts, JSON
+    status      TEXT NOT NULL DEFAULT 'running', -- running | finished | failed | killed
+    error       TEXT                           -- why a failed run stopped
 );
 """
 
@@ -138,6 +155,200 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# --- statuses ---------------------------------------------------------------------------------------
+class StrEnum(str, Enum):
+    """A str enum that prints as its value (enum.StrEnum needs Python 3.11)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Status(StrEnum):
+    """Where an item stands in one stage (fetch, segment, flag, mask)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"  # segment only: the whole episode is unusable
+
+
+class ClipStatus(StrEnum):
+    OK = "ok"
+    TOO_SHORT = "too_short"
+    REJECTED = "rejected"
+
+
+class Review(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"  # stopped by an error or an interrupt; finished_at says when
+    KILLED = "killed"  # found unfinished by a later run of the same command (finished_at stays empty)
+
+
+# A clip people and training may use: segment kept it, and review did not reject it.
+_USABLE = "status = 'ok' AND (review IS NULL OR review = 'accepted')"
+_REVIEWED = "status = 'ok' AND review = 'accepted'"
+
+
+# --- records ----------------------------------------------------------------------------------------
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """A frozen row. Like sqlite3.Row it also reads as `record["column"]`, `record[i]` and a sequence."""
+
+    ENUMS: ClassVar[dict[str, type[StrEnum]]] = {}
+
+    def __getitem__(self, name: str | int) -> Any:
+        if isinstance(name, int):
+            return tuple(self)[name]
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[Any]:
+        return (getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_row(cls: type[R], row: sqlite3.Row) -> R:
+        values = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            value = row[f.name]
+            enum = cls.ENUMS.get(f.name)
+            values[f.name] = enum(value) if enum is not None and value is not None else value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Episode(Record):
+    ENUMS: ClassVar[dict[str, type[StrEnum]]] = {"fetch_status": Status, "segment_status": Status}
+
+    episode_id: str
+    url: str
+    source_kind: str
+    manifest: str | None
+    extra: str
+    added_at: str
+    fetch_status: Status
+    fetch_error_kind: str | None
+    fetch_error: str | None
+    fetch_attempts: int
+    fetched_at: str | None
+    path: str | None
+    size: int | None
+    sha256: str | None
+    downloader: str | None
+    probe: str | None
+    segment_status: Status
+    segment_error_kind: str | None
+    segment_error: str | None
+    segmented_at: str | None
+    segment_config: str | None
+    segment_attempts: int
+    episode_index: int | None
+
+
+@dataclass(frozen=True)
+class Clip(Record):
+    ENUMS: ClassVar[dict[str, type[StrEnum]]] = {
+        "status": ClipStatus,
+        "review": Review,
+        "mask_status": Status,
+        "flag_status": Status,
+    }
+
+    clip_id: str
+    episode_id: str
+    clip_index: int
+    path: str
+    start_time: float
+    end_time: float
+    start_pts: int
+    end_pts: int
+    time_base: str
+    clip_offset: float
+    trim_start: float | None
+    trim_end: float | None
+    crop_x: int | None
+    crop_y: int | None
+    crop_w: int | None
+    crop_h: int | None
+    duration: float | None
+    frame_count: int | None
+    segment_frame_count: int
+    has_audio: int
+    av_offset: float | None
+    status: ClipStatus
+    reason: str | None
+    review: Review | None
+    review_reason: str | None
+    review_note: str | None
+    reviewer: str | None
+    reviewed_at: str | None
+    mask_status: Status
+    mask_error_kind: str | None
+    mask_error: str | None
+    mask_attempts: int
+    mask_config: str | None
+    prepared_path: str | None
+    out_frames: int | None
+    masked_frames: int | None
+    masked_fraction: float | None
+    split: str | None
+    shard: str | None
+    flag_status: Status
+    flag_error_kind: str | None
+    flag_error: str | None
+    flag_attempts: int
+    faces: int | None
+    flag_no_face: int | None
+    flag_many_faces: int | None
+    flag_cut: int | None
+    flag_overlay: int | None
+    flag_silence: int | None
+    flags: str | None
+
+
+@dataclass(frozen=True)
+class Shard(Record):
+    name: str
+    split: str
+    samples: int
+    bytes: int
+    sha256: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Run(Record):
+    ENUMS: ClassVar[dict[str, type[StrEnum]]] = {"status": RunStatus}
+
+    run_id: int
+    command: str
+    config: str
+    nwt_version: str
+    started_at: str
+    finished_at: str | None
+    summary: str | None
+    status: RunStatus
+    error: str | None
+
+
 @dataclass(frozen=True)
 class EpisodeSource:
     episode_id: str
@@ -145,6 +356,20 @@ class EpisodeSource:
     source_kind: str  # 'url' | 'file'
     manifest: str | None
     extra: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An item an earlier run could not finish, as the summary lists it."""
+
+    key: str
+    kind: str
+    error: str
+
+
+# Which columns hold each stage's per-item state, for the queries all stages share.
+_STAGE_TABLE = {"fetch": "episodes", "segment": "episodes", "flag": "clips", "mask": "clips"}
+_STAGE_SCOPE = {"fetch": "1", "segment": "1", "flag": "status = 'ok'", "mask": "1"}
 
 
 class Catalog:
@@ -155,12 +380,29 @@ class Catalog:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        self._check_version()
         self.conn.executescript(SCHEMA)
         self._add_missing_columns()
         self.conn.executescript(INDEXES)
         self.conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+
+    def _check_version(self) -> None:
+        """Refuse a catalog written by a newer nwt: its columns may mean things this one does not know."""
+        has_meta = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
+        if version > SCHEMA_VERSION:
+            raise WorkspaceError(
+                f"the catalog {self.path} has schema version {version};"
+                f" this nwt knows up to {SCHEMA_VERSION}",
+                hint="upgrade nwt (pip install -U nwt) to work on this workspace",
+            )
 
     def _add_missing_columns(self) -> None:
         """Bring a workspace made by an older nwt up to SCHEMA: add the columns it lacks."""
@@ -193,20 +435,55 @@ class Catalog:
         from nwt_data import __version__
 
         cur = self.conn.execute(
-            "INSERT INTO runs(command, config, nwt_version, started_at) VALUES (?, ?, ?, ?)",
-            (command, json.dumps(config, sort_keys=True), __version__, now()),
+            "INSERT INTO runs(command, config, nwt_version, started_at, status) VALUES (?, ?, ?, ?, ?)",
+            (command, json.dumps(config, sort_keys=True), __version__, now(), RunStatus.RUNNING.value),
         )
         return int(cur.lastrowid or 0)
 
-    def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
+    def finish_run(self, run_id: int, summary: dict[str, Any], *, status: RunStatus = RunStatus.FINISHED,
+                   error: str | None = None) -> None:  # fmt: skip
         self.conn.execute(
-            "UPDATE runs SET finished_at = ?, summary = ? WHERE run_id = ?",
-            (now(), json.dumps(summary, sort_keys=True), run_id),
+            "UPDATE runs SET finished_at = ?, summary = ?, status = ?, error = ? WHERE run_id = ?",
+            (now(), json.dumps(summary, sort_keys=True), status.value, error, run_id),
         )
 
+    def mark_killed_runs(self, command: str) -> int:
+        """Runs of `command` still 'running' while we hold its lock died without a word (SIGKILL)."""
+        cur = self.conn.execute(
+            "UPDATE runs SET status = ? WHERE command = ? AND status = ? AND finished_at IS NULL",
+            (RunStatus.KILLED.value, command, RunStatus.RUNNING.value),
+        )
+        return cur.rowcount
+
+    def runs(self, command: str | None = None) -> list[Run]:
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE ? IS NULL OR command = ? ORDER BY run_id", (command, command)
+        ).fetchall()
+        return [Run.from_row(r) for r in rows]
+
+    # --- shared by the stages --------------------------------------------------------------------
+    def count_done(self, stage: str) -> int:
+        table, scope = _STAGE_TABLE[stage], _STAGE_SCOPE[stage]
+        column = "mask_status" if stage == "mask" else f"{stage}_status"
+        (n,) = self.conn.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE {scope} AND {column} = 'done'"
+        ).fetchone()
+        return int(n)
+
+    def failures(self, stage: str) -> list[Failure]:
+        """Items an earlier run of `stage` left failed, with their error kind and message."""
+        table, scope = _STAGE_TABLE[stage], _STAGE_SCOPE[stage]
+        key = "episode_id" if table == "episodes" else "clip_id"
+        rows = self.conn.execute(
+            f"SELECT {key}, {stage}_error_kind, {stage}_error FROM {table}"
+            f" WHERE {scope} AND {stage}_status = 'failed' ORDER BY {key}"
+        ).fetchall()
+        return [Failure(r[0], r[1] or "error", r[2] or "") for r in rows]
+
     # --- episodes -------------------------------------------------------------------------------
-    def episode(self, episode_id: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM episodes WHERE episode_id = ?", (episode_id,)).fetchone()
+    def episode(self, episode_id: str) -> Episode | None:
+        row = self.conn.execute("SELECT * FROM episodes WHERE episode_id = ?", (episode_id,)).fetchone()
+        return None if row is None else Episode.from_row(row)
 
     def add_episode(self, source: EpisodeSource) -> None:
         self.conn.execute(
@@ -222,10 +499,22 @@ class Catalog:
             ),
         )
 
-    def episodes(self, where: str = "1", params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(
-            f"SELECT * FROM episodes WHERE {where} ORDER BY episode_id", tuple(params)
-        ).fetchall()
+    def episodes(self, where: str = "1", params: Iterable[Any] = ()) -> list[Episode]:
+        """Every episode, or an ad hoc filter (tests and tools; the stages use the named queries)."""
+        rows = self.conn.execute(f"SELECT * FROM episodes WHERE {where} ORDER BY episode_id", tuple(params))
+        return [Episode.from_row(r) for r in rows]
+
+    def episodes_fetched(self) -> list[Episode]:
+        return self.episodes("fetch_status = 'done'")
+
+    def episodes_to_segment(self, statuses: Iterable[Status]) -> list[Episode]:
+        """Fetched episodes whose segment status is one of `statuses`."""
+        wanted = [Status(s).value for s in statuses]
+        marks = ", ".join("?" for _ in wanted)
+        return self.episodes(f"fetch_status = 'done' AND segment_status IN ({marks})", wanted)
+
+    def episodes_segmented(self) -> list[Episode]:
+        return self.episodes("segment_status = 'done'")
 
     def mark_fetched(self, episode_id: str, *, path: str, size: int, sha256: str, downloader: str,
                      probe: dict[str, Any], attempts: int) -> None:  # fmt: skip
@@ -254,7 +543,8 @@ class Catalog:
                 conn.execute(f"INSERT INTO clips({columns}) VALUES ({marks})", tuple(clip.values()))
             conn.execute(
                 "UPDATE episodes SET segment_status = 'done', segment_error_kind = NULL,"
-                " segment_error = NULL, segmented_at = ?, segment_config = ? WHERE episode_id = ?",
+                " segment_error = NULL, segmented_at = ?, segment_config = ?,"
+                " segment_attempts = segment_attempts + 1 WHERE episode_id = ?",
                 (now(), json.dumps(config, sort_keys=True), episode_id),
             )
 
@@ -263,22 +553,86 @@ class Catalog:
             conn.execute("DELETE FROM clips WHERE episode_id = ?", (episode_id,))
             conn.execute(
                 "UPDATE episodes SET segment_status = ?, segment_error_kind = ?, segment_error = ?,"
-                " segmented_at = ? WHERE episode_id = ?",
-                (status, kind, error, now(), episode_id),
+                " segmented_at = ?, segment_attempts = segment_attempts + 1 WHERE episode_id = ?",
+                (Status(status).value, kind, error, now(), episode_id),
             )
+
+    def clips_in_use(self, episode_id: str) -> int:
+        """How many of an episode's clips people (review) or shards depend on."""
+        (n,) = self.conn.execute(
+            "SELECT COUNT(*) FROM clips WHERE episode_id = ? AND (review IS NOT NULL OR shard IS NOT NULL)",
+            (episode_id,),
+        ).fetchone()
+        return int(n)
+
+    # --- clips ----------------------------------------------------------------------------------
+    def clips(self, where: str = "1", params: Iterable[Any] = ()) -> list[Clip]:
+        """Every clip, or an ad hoc filter (tests and tools; the stages use the named queries)."""
+        rows = self.conn.execute(
+            f"SELECT * FROM clips WHERE {where} ORDER BY episode_id, clip_index", tuple(params)
+        )
+        return [Clip.from_row(r) for r in rows]
+
+    def clip(self, clip_id: str) -> Clip | None:
+        row = self.conn.execute("SELECT * FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
+        return None if row is None else Clip.from_row(row)
+
+    def clips_to_flag(self, *, retry_failed: bool, redo: bool) -> list[Clip]:
+        if redo:
+            return self.clips("status = 'ok'")
+        statuses = "('pending', 'failed')" if retry_failed else "('pending')"
+        return self.clips(f"status = 'ok' AND flag_status IN {statuses}")
+
+    def clips_to_mask(self, *, include_unreviewed: bool, retry_failed: bool) -> list[Clip]:
+        """Clips mask should prepare: usable ones (or only accepted ones) not prepared yet."""
+        chosen = _USABLE if include_unreviewed else _REVIEWED
+        statuses = "('pending', 'failed')" if retry_failed else "('pending')"
+        return self.clips(f"{chosen} AND mask_status IN {statuses}")
+
+    def clips_prepared(self, *, unsharded: bool = False, episode_id: str | None = None) -> list[Clip]:
+        """Usable clips mask has prepared: what shard packs."""
+        where = f"{_USABLE} AND mask_status = 'done'" + (" AND shard IS NULL" if unsharded else "")
+        if episode_id is None:
+            return self.clips(where)
+        return self.clips(f"{where} AND episode_id = ?", (episode_id,))
+
+    def count_sharded(self) -> int:
+        (n,) = self.conn.execute("SELECT COUNT(*) FROM clips WHERE shard IS NOT NULL").fetchone()
+        return int(n)
+
+    def sharded_then_rejected(self) -> list[str]:
+        """Clips in a shard that review rejected later: shards are never rewritten, the loader skips them."""
+        rows = self.conn.execute(
+            "SELECT clip_id FROM clips WHERE shard IS NOT NULL AND review = 'rejected' ORDER BY clip_id"
+        )
+        return [r[0] for r in rows]
+
+    def shard_mask_configs(self) -> dict[str, list[dict[str, Any]]]:
+        """For each shard, the distinct mask settings its clips were prepared with."""
+        rows = self.conn.execute(
+            "SELECT shard, mask_config FROM clips WHERE shard IS NOT NULL GROUP BY shard, mask_config"
+            " ORDER BY shard, mask_config"
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for shard, config in rows:
+            out.setdefault(shard, []).append(json.loads(config) if config else {})
+        return out
 
     # --- mask -----------------------------------------------------------------------------------
     def mark_prepared(self, clip_id: str, *, prepared_path: str, out_frames: int, masked_frames: int,
-                      masked_fraction: float) -> None:  # fmt: skip
+                      masked_fraction: float, mask_config: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.conn.execute(
             "UPDATE clips SET mask_status = 'done', mask_error_kind = NULL, mask_error = NULL,"
-            " prepared_path = ?, out_frames = ?, masked_frames = ?, masked_fraction = ? WHERE clip_id = ?",
-            (prepared_path, out_frames, masked_frames, masked_fraction, clip_id),
-        )
+            " prepared_path = ?, out_frames = ?, masked_frames = ?, masked_fraction = ?,"
+            " mask_config = ?, mask_attempts = mask_attempts + 1 WHERE clip_id = ?",
+            (prepared_path, out_frames, masked_frames, masked_fraction,
+             None if mask_config is None else json.dumps(mask_config, sort_keys=True), clip_id),
+        )  # fmt: skip
 
     def mark_mask_failed(self, clip_id: str, *, kind: str, error: str) -> None:
         self.conn.execute(
-            "UPDATE clips SET mask_status = 'failed', mask_error_kind = ?, mask_error = ? WHERE clip_id = ?",
+            "UPDATE clips SET mask_status = 'failed', mask_error_kind = ?, mask_error = ?,"
+            " mask_attempts = mask_attempts + 1 WHERE clip_id = ?",
             (kind, error, clip_id),
         )
 
@@ -291,14 +645,16 @@ class Catalog:
         names = ",".join(c.removeprefix("flag_") for c in self.FLAG_COLUMNS if raised[c])
         sets = ", ".join(f"{c} = ?" for c in self.FLAG_COLUMNS)
         self.conn.execute(
-            f"UPDATE clips SET flag_status = 'done', flag_error = NULL, faces = ?, {sets}, flags = ?"
-            " WHERE clip_id = ?",
+            f"UPDATE clips SET flag_status = 'done', flag_error_kind = NULL, flag_error = NULL, faces = ?,"
+            f" {sets}, flags = ?, flag_attempts = flag_attempts + 1 WHERE clip_id = ?",
             (faces, *(int(raised[c]) for c in self.FLAG_COLUMNS), names, clip_id),
         )
 
-    def mark_flag_failed(self, clip_id: str, *, error: str) -> None:
+    def mark_flag_failed(self, clip_id: str, *, kind: str, error: str) -> None:
         self.conn.execute(
-            "UPDATE clips SET flag_status = 'failed', flag_error = ? WHERE clip_id = ?", (error, clip_id)
+            "UPDATE clips SET flag_status = 'failed', flag_error_kind = ?, flag_error = ?,"
+            " flag_attempts = flag_attempts + 1 WHERE clip_id = ?",
+            (kind, error, clip_id),
         )
 
     # --- shard ----------------------------------------------------------------------------------
@@ -316,6 +672,13 @@ class Catalog:
                         "UPDATE episodes SET episode_index = ? WHERE episode_id = ?", (top, episode_id)
                     )
 
+    def episodes_indexed(self) -> list[Episode]:
+        """Episodes with an embedding index, in index order."""
+        rows = self.conn.execute(
+            "SELECT * FROM episodes WHERE episode_index IS NOT NULL ORDER BY episode_index"
+        )
+        return [Episode.from_row(r) for r in rows]
+
     def set_splits(self, splits: dict[str, str]) -> None:
         with self.transaction() as conn:
             conn.executemany(
@@ -332,16 +695,36 @@ class Catalog:
             )
             conn.executemany("UPDATE clips SET shard = ? WHERE clip_id = ?", [(name, c) for c in clip_ids])
 
-    def shards(self) -> list[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM shards ORDER BY split, name").fetchall()
-
-    def clips(self, where: str = "1", params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(
-            f"SELECT * FROM clips WHERE {where} ORDER BY episode_id, clip_index", tuple(params)
-        ).fetchall()
+    def shards(self) -> list[Shard]:
+        return [Shard.from_row(r) for r in self.conn.execute("SELECT * FROM shards ORDER BY split, name")]
 
     # --- status --------------------------------------------------------------------------------
     def counts(self, table: str, column: str) -> dict[str, int]:
         assert table in ("episodes", "clips")
         rows = self.conn.execute(f"SELECT {column} AS k, COUNT(*) AS n FROM {table} GROUP BY {column}")
         return {str(r["k"]): int(r["n"]) for r in rows}
+
+    def stage_counts(self) -> dict[str, dict[str, int]]:
+        """Per-stage counts for `nwt-data status`: episodes by fetch and segment status, clips by stage."""
+        review = {
+            str(k): int(n)
+            for k, n in self.conn.execute(
+                "SELECT COALESCE(review, 'unreviewed'), COUNT(*) FROM clips WHERE status = 'ok' GROUP BY 1"
+            )
+        }
+        fetch = self.counts("episodes", "fetch_status")
+        fetch.pop("failed", None)
+        for kind, n in self.conn.execute(
+            "SELECT fetch_error_kind, COUNT(*) FROM episodes WHERE fetch_status = 'failed' GROUP BY 1"
+        ):
+            fetch[f"failed ({kind})"] = int(n)
+        mask = self.conn.execute(f"SELECT mask_status, COUNT(*) FROM clips WHERE {_USABLE} GROUP BY 1")
+        shard = self.conn.execute("SELECT split, COUNT(*) FROM clips WHERE shard IS NOT NULL GROUP BY 1")
+        return {
+            "fetch (episodes)": fetch,
+            "segment (episodes)": self.counts("episodes", "segment_status"),
+            "clips": self.counts("clips", "status"),
+            "review (usable clips)": review,
+            "mask (usable clips)": {str(k): int(n) for k, n in mask},
+            "shard (clips)": {str(k): int(n) for k, n in shard},
+        }

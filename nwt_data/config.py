@@ -183,6 +183,39 @@ class MaskConfig:
             raise ConfigError(f"crf must be within 0..51, not {self.crf}")
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """How every stage distributes its items (the [run] table of nwt.toml; --executor, --ray-address)."""
+
+    executor: str = "local"
+    """`local` (threads or processes on this machine) or `ray` (tasks on a Ray cluster)."""
+    ray_address: str = ""
+    """The Ray cluster to join (`ray start --head` prints it); empty: $RAY_ADDRESS or a new local one."""
+    max_in_flight: int = 0
+    """Items submitted and not yet committed, at most (backpressure); 0: twice the CPUs available."""
+    timeout: float = 3600.0
+    """Seconds one subprocess (ffmpeg) or one download may take before its item fails with `timeout`."""
+    downloads_per_site: int = 4
+    """Downloads from one host at once, across the whole cluster (sites throttle busy addresses)."""
+    task_retries: int = 3
+    """Times Ray runs a task again when its worker process or node dies."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"unknown executor {self.executor!r}", hint=f"use one of {', '.join(EXECUTORS)}"
+            )
+        if self.max_in_flight < 0:
+            raise ConfigError(f"max_in_flight must be >= 0, not {self.max_in_flight}")
+        _positive("timeout", self.timeout)
+        _positive("downloads_per_site", self.downloads_per_site)
+        if self.task_retries < 0:
+            raise ConfigError(f"task_retries must be >= 0, not {self.task_retries}")
+
+
 def parse_size(text: str | int) -> int:
     """Bytes from `1GB`, `500MB`, `64KiB` or a plain number."""
     if isinstance(text, int):

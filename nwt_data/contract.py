@@ -51,7 +51,7 @@ SAMPLE_KEYS = ("mp4", "audio.npy", "mel.npy", "json")  # members of one clip's s
 SPLITS = ("train", "val", "test")
 
 DATASET_JSON = "dataset.json"
-DATASET_FORMAT = 1
+DATASET_FORMAT = 2  # 2: every shard lists the mask settings its clips were prepared with
 CODES_JSON = "codes.json"
 CODES_FORMAT = 1
 

@@ -21,6 +21,18 @@ class NwtError(Exception):
         text = str(self)
         return f"{text} ({self.hint})" if self.hint else text
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors travel from worker processes and Ray tasks: keep the class, hint, kind and any
+        # extra fields (the default pickling of exceptions would call __init__ with the message only).
+        return (_rebuild, (type(self), str(self)), dict(self.__dict__))
+
+
+def _rebuild(cls: type[NwtError], message: str) -> NwtError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.hint = ""
+    return err
+
 
 class ConfigError(NwtError):
     kind = "config"
@@ -48,6 +60,12 @@ class CropError(MediaError):
     kind = "crop"
 
 
+class ItemTimeout(NwtError):
+    """An item's work (a subprocess, a download) ran past its time limit and was stopped."""
+
+    kind = "timeout"
+
+
 class FetchError(NwtError):
     """A failed download, classified so a user knows whether a retry can help."""
 
@@ -55,8 +73,9 @@ class FetchError(NwtError):
     # throttled: 429 / rate limited -- retry later
     # network: connection refused, timeout, DNS -- retry when the network is back
     # unsupported: the URL holds no video yt-dlp understands
+    # timeout: the server stopped sending (or the download ran past its time limit)
     # other: anything else
-    KINDS = ("gone", "throttled", "network", "unsupported", "invalid-media", "other")
+    KINDS = ("gone", "throttled", "network", "unsupported", "invalid-media", "timeout", "other")
 
     def __init__(self, message: str, kind: str = "other", hint: str = "") -> None:
         if kind not in self.KINDS:

@@ -1,18 +1,23 @@
-"""Run one stage's items in parallel, with a progress bar, turning failures into values.
+"""The run skeleton every stage shares, written once.
 
-Work functions run in threads: the heavy lifting happens in ffmpeg subprocesses, PyAV (which drops
-the GIL while demuxing) and network I/O. Results come back to the calling thread, which alone writes
-the catalog, in completion order.
+A stage (fetch, segment, flag, mask, shard) declares four things: what it selects, the work for one
+item (a function of the item and the stage's frozen config that returns a result or raises a typed
+`NwtError`), how a result or a failure is committed to the catalog, and which data it reads and
+rewrites. `run_stage` does the rest for all of them: the stage lock and the cross-stage data locks,
+the run record (finished, failed or, when a later run finds it dead, killed), items already done and
+earlier failures, the distribution of the work (`nwt_data.executors`: threads, processes or Ray
+tasks), the progress bar, and the summary the CLI prints.
+
+Only the process calling `run_stage` (the driver) writes the catalog; workers return values.
 """
 
 from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -25,9 +30,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from nwt_data.catalog import Catalog, Failure, RunStatus
+from nwt_data.config import RunConfig, to_dict
 from nwt_data.errors import NwtError
+from nwt_data.stages import StageReport
+from nwt_data.workspace import Workspace
 
-T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - an item
+T = TypeVar("T")  # a result
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,8 @@ class Outcome(Generic[T]):
         return self.error is None
 
 
-def _call(work: Callable[[Any], T], key: str, item: Any) -> Outcome[T]:
+def call_item(work: Callable[[Any], T], key: str, item: Any) -> Outcome[T]:
+    """Run one item's work where it is executed (a thread, a process, a Ray worker): errors are values."""
     try:
         return Outcome(key, value=work(item))
     except NwtError as err:
@@ -53,44 +64,171 @@ def _call(work: Callable[[Any], T], key: str, item: Any) -> Outcome[T]:
         return Outcome(key, error=NwtError(message, hint="set NWT_DEBUG=1 for the traceback"))
 
 
-def run_parallel(
-    items: Sequence[tuple[str, Any]],
-    work: Callable[[Any], T],
-    on_done: Callable[[Outcome[T]], None],
-    *,
-    workers: int,
-    label: str,
-    console: Console,
-) -> list[Outcome[T]]:
-    """Run `work(item)` for each `(key, item)`; call `on_done` in this thread as each finishes."""
-    outcomes: list[Outcome[T]] = []
-    if not items:
-        return outcomes
-    columns = (
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed", style="red"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(label, total=len(items), failed=0)
-        failed = 0
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
-            pending: set[Future[Outcome[T]]] = {pool.submit(_call, work, key, item) for key, item in items}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        outcome = future.result()
-                        on_done(outcome)
-                        outcomes.append(outcome)
-                        failed += not outcome.ok
-                        progress.update(task, advance=1, failed=failed)
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-    return outcomes
+@dataclass(frozen=True)
+class Resources:
+    """What one item's work needs, declared to Ray (and used to size local pools)."""
+
+    cpus: float = 1.0
+    memory_mb: int = 0  # 0: not declared
+
+
+@dataclass
+class Selection(Generic[I]):
+    """What a stage's run will do: the items to work on, and what earlier runs already did."""
+
+    items: list[tuple[str, I]]
+    done: int | None = None  # items finished earlier (None: the stage does not count them)
+    failed_earlier: list[Failure] = field(default_factory=list)  # not retried in this run
+
+
+class Stage(Generic[I, T]):
+    """One pipeline stage. Subclasses are frozen dataclasses: they travel to workers with the work."""
+
+    name: ClassVar[str]
+    done_label: ClassVar[str] = "already done"
+    failed_label: ClassVar[str] = "failed"
+    resources: ClassVar[Resources] = Resources(cpus=1, memory_mb=1024)
+    # The kinds of data a run reads and rewrites (episodes, clips, prepared, shards): the
+    # cross-stage locks, so that no stage rewrites what a running one reads.
+    reads: ClassVar[frozenset[str]] = frozenset()
+    rewrites: ClassVar[frozenset[str]] = frozenset()
+    config: Any  # the command's frozen config dataclass
+    # How the local executor runs this stage's items ("threads" or "processes"): the faster one,
+    # measured by benchmarks/bench_ray.py.
+    local_mode: ClassVar[str] = "threads"
+
+    # --- declared by each stage -------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        """The effective config, saved with the run record."""
+        return to_dict(self.config)
+
+    def data_access(self) -> tuple[set[str], set[str]]:
+        """(the kinds of data this run reads, those it rewrites): the cross-stage locks."""
+        return set(self.reads), set(self.rewrites)
+
+    def workers(self) -> int:
+        return int(getattr(self.config, "workers", 1))
+
+    def prepare(self, catalog: Catalog) -> None:
+        """Clear what a killed run left (called under the locks, before selecting)."""
+
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[I]:
+        raise NotImplementedError
+
+    def site(self, item: I) -> str | None:
+        """Items of one site share the per-site concurrency limit (fetch); None: no limit."""
+        return None
+
+    def work(self, item: I) -> T:
+        raise NotImplementedError
+
+    def commit(self, catalog: Catalog, key: str, result: T, report: StageReport) -> None:
+        raise NotImplementedError
+
+    def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
+        raise NotImplementedError
+
+    def failure_label(self, error: NwtError) -> str:
+        return self.failed_label
+
+    def finish(self, catalog: Catalog, report: StageReport) -> None:
+        """After the last item (shard writes dataset.json here)."""
+
+
+def run_stage(ws: Workspace, stage: Stage[Any, Any], console: Console, *, catalog: Catalog | None = None,
+              run: RunConfig | None = None, record: bool = True) -> StageReport:  # fmt: skip
+    """Run `stage` on `ws`: locks, run record, selection, distributed work, commits, summary counts."""
+    from nwt_data.executors import make_executor
+
+    run = run or RunConfig()
+    catalog = catalog or Catalog(ws.catalog_path)
+    report = StageReport(stage.name)
+    reads, rewrites = stage.data_access()
+    with ws.stage_lock(stage.name), ws.data_locks(_command(stage), reads=reads, rewrites=rewrites):
+        # A run refused by a lock leaves no record; from here on every run ends finished or failed.
+        catalog.mark_killed_runs(stage.name)
+        run_id = (
+            catalog.start_run(stage.name, {**stage.config_dict(), "run": _run_dict(run)}) if record else 0
+        )
+        try:
+            _run_locked(ws, stage, console, catalog, run, report, make_executor)
+        except BaseException as err:
+            if run_id:
+                status = RunStatus.FAILED
+                message = err.one_line() if isinstance(err, NwtError) else f"{type(err).__name__}: {err}"
+                catalog.finish_run(
+                    run_id, report.counts, status=status, error=message.splitlines()[0] or None
+                )
+            raise
+        if run_id:
+            catalog.finish_run(run_id, report.counts)
+    return report
+
+
+def _run_locked(ws: Workspace, stage: Stage[Any, Any], console: Console, catalog: Catalog, run: RunConfig,
+                report: StageReport, make_executor: Callable[..., Any]) -> None:  # fmt: skip
+    stage.prepare(catalog)
+    selection = stage.select(catalog, report)
+    if selection.done is not None:
+        report.add(stage.done_label, selection.done)
+    for failure in selection.failed_earlier:
+        report.failures.append((failure.key, failure.kind, f"{failure.error} (run with --retry-failed)"))
+
+    def on_done(outcome: Outcome[Any]) -> None:
+        if outcome.ok:
+            stage.commit(catalog, outcome.key, outcome.value, report)
+            return
+        err = outcome.error
+        assert err is not None
+        stage.record_failure(catalog, outcome.key, err)
+        report.add(stage.failure_label(err))
+        report.failures.append((outcome.key, err.kind, err.one_line()))
+
+    if selection.items:
+        executor = make_executor(run, stage)
+        with _progress(console, stage.name, len(selection.items)) as advance:
+
+            def committed(outcome: Outcome[Any]) -> None:
+                on_done(outcome)
+                advance(not outcome.ok)
+
+            executor.run(stage, selection.items, committed)
+    stage.finish(catalog, report)
+
+
+def _command(stage: Stage[Any, Any]) -> str:
+    return stage.name + (" --redo" if getattr(stage, "redo", False) else "")
+
+
+def _run_dict(run: RunConfig) -> dict[str, Any]:
+    return {"executor": run.executor, "ray_address": run.ray_address, "timeout": run.timeout}
+
+
+class _progress:
+    """The progress bar: done / total, failed so far, elapsed and remaining time."""
+
+    def __init__(self, console: Console, label: str, total: int) -> None:
+        columns = (
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed", style="red"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.progress = Progress(*columns, console=console, transient=False)
+        self.task = self.progress.add_task(label, total=total, failed=0)
+        self.failed = 0
+
+    def __enter__(self) -> Callable[[bool], None]:
+        self.progress.__enter__()
+
+        def advance(failed: bool) -> None:
+            self.failed += failed
+            self.progress.update(self.task, advance=1, failed=self.failed)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,47 @@ class Workspace:
                 ) from err
             yield
 
+    @contextlib.contextmanager
+    def data_locks(
+        self, command: str, *, reads: Iterable[str] = (), rewrites: Iterable[str] = ()
+    ) -> Iterator[None]:
+        """Lock the kinds of data a stage reads (shared) and rewrites (exclusive), across stages.
+
+        `segment --redo` rewrites the clips `mask` and `flag` read; `mask` rewrites the prepared
+        folders `shard` reads. A stage that would rewrite what a running one reads (or read what one
+        is rewriting) is refused at once. Call it while holding the stage's own lock.
+        """
+        reads, rewrites = set(reads), set(rewrites)
+        with contextlib.ExitStack() as stack:
+            for name in sorted(reads | rewrites):
+                handle = stack.enter_context(open(self.locks_dir / f"data-{name}.lock", "a"))
+                exclusive = name in rewrites
+                try:
+                    fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                except BlockingIOError as err:
+                    others = " or ".join(f"`nwt-data {s}`" for s in self.running_stages(but=command))
+                    doing = "would rewrite" if exclusive else "reads"
+                    raise WorkspaceError(
+                        f"`nwt-data {command}` {doing} the {name} that {others or 'another command'} is"
+                        f" {'reading' if exclusive else 'rewriting'} on {self.root}",
+                        hint="wait for it to finish, then run this again",
+                    ) from err
+            yield
+
+    def running_stages(self, *, but: str = "") -> list[str]:
+        """The stages whose lock someone holds now (a probe: each lock is released at once)."""
+        running = []
+        for path in sorted(self.locks_dir.glob("*.lock")):
+            stage = path.stem
+            if stage.startswith("data-") or stage == but.split()[0]:
+                continue
+            with open(path, "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    running.append(stage)
+        return running
+
 
 def clear_trash(folder: Path) -> None:
     """Remove `.NAME.old-*` folders a run killed inside `replace_dir` left behind."""
@@ -157,4 +198,5 @@ _DEFAULT_FILE: dict[str, Any] = {
     "segment": {"segment_time": 4.0, "trim": 0.25, "min_duration": 2.0, "crop": "paper"},
     "mask": {"threshold": 185, "min_area": 4000, "max_area": 100000, "min_height": 80},
     "shard": {"seed": 0},
+    "run": {"executor": "local"},
 }

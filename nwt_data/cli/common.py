@@ -13,8 +13,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from nwt_data.catalog import Catalog
+from nwt_data import config as cfg
+from nwt_data import runner
+from nwt_data.catalog import Catalog, RunStatus
+from nwt_data.config import RunConfig
 from nwt_data.errors import NwtError
+from nwt_data.runner import Stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import DEFAULT_DIR, ENV_VAR, Workspace
 
@@ -34,6 +38,17 @@ DEFAULT_WORKSPACE = Path(DEFAULT_DIR)
 
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", "-j", min=1, help="Items processed at once \\[default: CPU count].")
+]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where items run: local (this machine) or ray (a Ray cluster) \\[default: local].",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join, e.g. 10.0.0.5:6379 (with --executor ray)."),
 ]
 RetryFailedOpt = Annotated[
     bool, typer.Option("--retry-failed", help="Also retry items that failed in an earlier run.")
@@ -64,13 +79,31 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def run_config(ws: Workspace, executor: str | None, ray_address: str | None) -> RunConfig:
+    """The [run] table of nwt.toml under the command line's --executor / --ray-address."""
+    overrides = {"executor": executor, "ray_address": ray_address}
+    if ray_address and not executor:
+        overrides["executor"] = "ray"
+    return cfg.build(RunConfig, "run", ws.config_table("run"), overrides)
+
+
+def execute(ws: Workspace, stage: Stage[Any, Any], run: RunConfig) -> None:
+    """Run a stage through the shared runner (recorded in the catalog's runs table); print the summary."""
+    print_report(runner.run_stage(ws, stage, console, run=run))
+
+
 def run_stage(
     ws: Workspace, command: str, config: dict[str, Any], run: Callable[[Catalog], StageReport]
 ) -> None:
-    """Run a stage with its effective config saved in the catalog's runs table; print the summary."""
+    """Record and run a stage given as a callable (the demo's way); failed runs are recorded finished."""
     catalog = Catalog(ws.catalog_path)
     run_id = catalog.start_run(command, config)
-    report = run(catalog)
+    try:
+        report = run(catalog)
+    except BaseException as err:
+        message = err.one_line() if isinstance(err, NwtError) else f"{type(err).__name__}: {err}"
+        catalog.finish_run(run_id, {}, status=RunStatus.FAILED, error=message.splitlines()[0] or None)
+        raise
     catalog.finish_run(run_id, report.counts)
     print_report(report)
 

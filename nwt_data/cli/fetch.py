@@ -10,14 +10,17 @@ import typer
 from nwt_data import config as cfg
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
+    ExecutorOpt,
+    RayAddressOpt,
     RetryFailedOpt,
     WorkersOpt,
     WorkspaceOpt,
-    console,
+    execute,
     handle_errors,
-    run_stage,
+    run_config,
 )
-from nwt_data.stages.fetch import run_fetch
+from nwt_data.manifest import read_manifest
+from nwt_data.stages.fetch import FetchStage
 from nwt_data.workspace import Workspace
 
 
@@ -31,6 +34,8 @@ def fetch(
         int | None, typer.Option(min=1, help="Preferred video height \\[default: 720].")
     ] = None,
     retry_failed: RetryFailedOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Download (yt-dlp) or copy every episode of MANIFEST into the workspace.
 
@@ -40,9 +45,10 @@ def fetch(
 
     [bold]Example:[/] nwt-data fetch manifests/example.csv --workspace lwt
     """
+    parsed = read_manifest(manifest)  # a mistyped path must not create a workspace
     ws = Workspace.open(workspace)
     config = cfg.build(cfg.FetchConfig, "fetch", ws.config_table("fetch"),
                        {"workers": workers, "retries": retries, "max_height": max_height,
                         "retry_failed": retry_failed or None})  # fmt: skip
-    saved = {**cfg.to_dict(config), "manifest": str(manifest.resolve())}
-    run_stage(ws, "fetch", saved, lambda catalog: run_fetch(ws, catalog, manifest, config, console))
+    run = run_config(ws, executor, ray_address)
+    execute(ws, FetchStage(ws, config, parsed, str(manifest.resolve()), run.timeout), run)

@@ -9,15 +9,17 @@ import typer
 from nwt_data import config as cfg
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
+    ExecutorOpt,
+    RayAddressOpt,
     RetryFailedOpt,
     WorkersOpt,
     WorkspaceOpt,
-    console,
+    execute,
     handle_errors,
-    run_stage,
+    run_config,
 )
 from nwt_data.errors import ConfigError
-from nwt_data.stages.flags import FlagConfig, run_flags
+from nwt_data.stages.flags import FlagConfig, FlagStage
 from nwt_data.workspace import Workspace
 
 
@@ -47,6 +49,8 @@ def flag(
     redo: Annotated[
         bool, typer.Option("--redo", help="Flag every usable clip again (e.g. after changing thresholds).")
     ] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Automatic pre-flags for review: no face or several, a cut, an overlay, silence.
 
@@ -77,9 +81,4 @@ def flag(
             hint="set the overlay thresholds in the [mask] table; the flag uses what `nwt-data mask` uses",
         )
     config = cfg.build(FlagConfig, "flags", table, overrides)
-    run_stage(
-        ws,
-        "flag",
-        config.as_dict(),
-        lambda catalog: run_flags(ws, catalog, config, console, retry_failed=retry_failed, redo=redo),
-    )
+    execute(ws, FlagStage(ws, config, retry_failed, redo), run_config(ws, executor, ray_address))

@@ -9,14 +9,16 @@ import typer
 from nwt_data import config as cfg
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
+    ExecutorOpt,
+    RayAddressOpt,
     RetryFailedOpt,
     WorkersOpt,
     WorkspaceOpt,
-    console,
+    execute,
     handle_errors,
-    run_stage,
+    run_config,
 )
-from nwt_data.stages.mask import run_mask
+from nwt_data.stages.mask import MaskStage
 from nwt_data.workspace import Workspace
 
 
@@ -50,6 +52,8 @@ def mask(
         ),
     ] = None,
     retry_failed: RetryFailedOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Mask overlays, scale to 256x224 at exactly 30 FPS, cut 24 kHz audio and its mel (steps 6-8).
 
@@ -73,9 +77,4 @@ def mask(
         "include_unreviewed": include_unreviewed,
     }
     config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"), overrides)
-    run_stage(
-        ws,
-        "mask",
-        cfg.to_dict(config),
-        lambda catalog: run_mask(ws, catalog, config, console, retry_failed=retry_failed),
-    )
+    execute(ws, MaskStage(ws, config, retry_failed), run_config(ws, executor, ray_address))

@@ -9,15 +9,17 @@ import typer
 from nwt_data import config as cfg
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
+    ExecutorOpt,
+    RayAddressOpt,
     RetryFailedOpt,
     WorkersOpt,
     WorkspaceOpt,
-    console,
+    execute,
     handle_errors,
-    run_stage,
+    run_config,
 )
 from nwt_data.errors import ConfigError
-from nwt_data.stages.segment import run_segment
+from nwt_data.stages.segment import SegmentStage
 from nwt_data.workspace import Workspace
 
 
@@ -42,6 +44,8 @@ def segment(
         bool,
         typer.Option(help="Segment the --episode ones again (refused once clips are reviewed or sharded)."),
     ] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Split fetched episodes at keyframes (stream copy), record crop box and trim per clip.
 
@@ -58,11 +62,6 @@ def segment(
     config = cfg.build(cfg.SegmentConfig, "segment", ws.config_table("segment"),
                        {"workers": workers, "crop": crop, "segment_time": segment_time, "trim": trim,
                         "min_duration": min_duration})  # fmt: skip
-    run_stage(
-        ws,
-        "segment",
-        cfg.to_dict(config),
-        lambda catalog: run_segment(
-            ws, catalog, config, console, retry_failed=retry_failed, episodes=episode, redo=redo
-        ),
-    )
+    run = run_config(ws, executor, ray_address)
+    stage = SegmentStage(ws, config, retry_failed, tuple(episode or ()), redo, run.timeout)
+    execute(ws, stage, run)

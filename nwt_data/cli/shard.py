@@ -7,8 +7,17 @@ from typing import Annotated
 import typer
 
 from nwt_data import config as cfg
-from nwt_data.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, console, handle_errors, run_stage
-from nwt_data.stages.shard import run_shard
+from nwt_data.cli.common import (
+    DEFAULT_WORKSPACE,
+    ExecutorOpt,
+    RayAddressOpt,
+    WorkspaceOpt,
+    console,
+    execute,
+    handle_errors,
+    run_config,
+)
+from nwt_data.stages.shard import ShardStage
 from nwt_data.workspace import Workspace
 
 
@@ -19,6 +28,8 @@ def shard(
         str | None, typer.Option(help="Roll over to a new shard at this size \\[default: 1GB].")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the train/val/test split \\[default: 0].")] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Split prepared clips 90/5/5 inside every episode and pack them into WebDataset shards.
 
@@ -32,5 +43,5 @@ def shard(
     config = cfg.build(
         cfg.ShardConfig, "shard", ws.config_table("shard"), {"shard_size": shard_size, "seed": seed}
     )
-    run_stage(ws, "shard", cfg.to_dict(config), lambda catalog: run_shard(ws, catalog, config, console))
+    execute(ws, ShardStage(ws, config), run_config(ws, executor, ray_address))
     console.print(f"dataset: {ws.shards_dir / 'dataset.json'}")

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nwt_data.errors import FfmpegError
+from nwt_data.errors import FfmpegError, ItemTimeout
+
+# The limit of one ffmpeg run when the caller names none (the stages pass `[run] timeout`).
+DEFAULT_TIMEOUT = 3600.0
 
 
 @functools.cache
@@ -44,7 +47,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def run_ffmpeg(args: Sequence[str], *, timeout: float | None = None) -> str:
-    """Run ffmpeg with `args` (everything after the binary); return stderr, raise FfmpegError."""
+    """Run ffmpeg with `args` (everything after the binary); return stderr, raise FfmpegError.
+
+    A run past `timeout` seconds (default DEFAULT_TIMEOUT) is killed: ItemTimeout, kind `timeout`.
+    """
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     global _PRCTL
     if sys.platform == "linux" and _PRCTL is None:
         _PRCTL = _prctl()
@@ -59,7 +66,10 @@ def run_ffmpeg(args: Sequence[str], *, timeout: float | None = None) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired as err:
-        raise FfmpegError(f"ffmpeg timed out after {timeout:.0f} s") from err
+        raise ItemTimeout(
+            f"ffmpeg ran past its {timeout:g} s limit and was stopped",
+            hint="raise `timeout` in the [run] table of nwt.toml if the input is that large",
+        ) from err
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {proc.returncode}"

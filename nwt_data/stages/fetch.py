@@ -12,20 +12,21 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 
-from nwt_data.catalog import Catalog, EpisodeSource
-from nwt_data.config import FetchConfig
+from nwt_data.catalog import Catalog, EpisodeSource, Failure, Status
+from nwt_data.config import FetchConfig, RunConfig, to_dict
 from nwt_data.contract import sha256_of
-from nwt_data.errors import FetchError, ManifestError, MediaError
+from nwt_data.errors import FetchError, ManifestError, MediaError, NwtError
 from nwt_data.manifest import Manifest, read_manifest
 from nwt_data.media.ffmpeg import ffmpeg_exe
 from nwt_data.media.probe import probe
-from nwt_data.runner import Outcome, run_parallel
+from nwt_data.runner import Resources, Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, fsync_folder, fsync_path
 
@@ -42,6 +43,8 @@ class Fetched:
 
 # --- failure classification (pure) --------------------------------------------------------------
 _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
+    # A server that stops sending: the socket read timed out (yt-dlp has retried it already).
+    ("timeout", ("read timed out", "read operation timed out", "ran past its", "stalled")),
     ("throttled", ("http error 429", "too many requests", "rate-limit", "rate limit", "rate-limited")),
     ("gone", (
         "http error 404", "http error 410", "http error 403", "private video", "video unavailable",
@@ -63,6 +66,7 @@ _HINTS = {
     "network": "check the network or the host, then run again with --retry-failed",
     "unsupported": "the URL holds no video yt-dlp can read; check it in a browser",
     "invalid-media": "the downloaded file is not usable video; check the URL",
+    "timeout": "the server stopped sending; run again with --retry-failed later (the download resumes)",
     "other": "see the message; run again with --retry-failed once fixed",
 }
 
@@ -105,9 +109,22 @@ class _YdlLogger:
         pass
 
 
-def ytdlp_options(work_dir: Path, config: FetchConfig) -> dict[str, Any]:
+class _Deadline:
+    """A yt-dlp progress hook that stops a download running past its time limit (a trickling server)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise _fetch_error(f"the download ran past its {self.seconds:g} s limit", "timeout")
+
+
+def ytdlp_options(work_dir: Path, config: FetchConfig, timeout: float | None = None) -> dict[str, Any]:
     h = config.max_height
     return {
+        "progress_hooks": [_Deadline(timeout)],
         # One muxed file: H.264/AAC MP4 at <=720p where offered, else the best muxed MP4, else any.
         "format": (
             f"b[vcodec^=avc1][acodec^=mp4a][height<={h}]/b[ext=mp4][height<={h}]/b[height<={h}]/b[ext=mp4]/b"
@@ -127,11 +144,11 @@ def ytdlp_options(work_dir: Path, config: FetchConfig) -> dict[str, Any]:
     }
 
 
-def _download(url: str, work_dir: Path, config: FetchConfig) -> Path:
+def _download(url: str, work_dir: Path, config: FetchConfig, timeout: float | None = None) -> Path:
     import yt_dlp
 
     try:
-        with yt_dlp.YoutubeDL(ytdlp_options(work_dir, config)) as ydl:
+        with yt_dlp.YoutubeDL(ytdlp_options(work_dir, config, timeout)) as ydl:
             info = ydl.extract_info(url, download=False)
             if info is None:
                 raise _fetch_error("yt-dlp returned no information", "unsupported")
@@ -140,7 +157,12 @@ def _download(url: str, work_dir: Path, config: FetchConfig) -> Path:
                     "the URL is a playlist; list its videos one per manifest line", "unsupported"
                 )
             info = ydl.process_ie_result(info, download=True)
+    except FetchError:
+        raise
     except yt_dlp.utils.DownloadError as err:
+        cause = err.exc_info[1] if err.exc_info else None
+        if isinstance(cause, FetchError):  # our deadline, raised inside yt-dlp's progress hook
+            raise cause from err
         raise _fetch_error(str(err)) from err
     except (yt_dlp.utils.YoutubeDLError, OSError) as err:
         raise _fetch_error(f"{type(err).__name__}: {err}") from err
@@ -165,8 +187,12 @@ def _copy_local(source: Path, work_dir: Path) -> Path:
     return target
 
 
-def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> Fetched:
-    """Bring one episode into the workspace (download or copy), probe it, hash it, rename it in."""
+def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig, *,
+                  timeout: float | None = None) -> Fetched:  # fmt: skip
+    """Bring one episode into the workspace (download or copy), probe it, hash it, rename it in.
+
+    A failure carries `attempts`, the tries made, so the catalog records them.
+    """
     existing = _finished_file(ws, source.episode_id)
     attempts = 0
     if existing is None:
@@ -178,9 +204,10 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> 
                 if source.source_kind == "file":
                     downloaded = _copy_local(Path(source.url), work_dir)
                 else:
-                    downloaded = _download(source.url, work_dir, config)
+                    downloaded = _download(source.url, work_dir, config, timeout)
                 break
             except FetchError as err:
+                err.attempts = attempts  # type: ignore[attr-defined]
                 if not err.retryable or attempts > config.retries:
                     with contextlib.suppress(OSError):
                         work_dir.rmdir()  # only when empty: a partial download stays to be resumed
@@ -190,7 +217,9 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig) -> 
             facts = probe(downloaded, rotation=True).facts()
         except MediaError as err:
             shutil.rmtree(work_dir, ignore_errors=True)  # a bad file must not be resumed next time
-            raise _fetch_error(f"downloaded file: {err}", "invalid-media") from err
+            bad = _fetch_error(f"downloaded file: {err}", "invalid-media")
+            bad.attempts = attempts  # type: ignore[attr-defined]
+            raise bad from err
         final = ws.episodes_dir / f"{source.episode_id}{downloaded.suffix.lower()}"
         fsync_path(downloaded)
         os.replace(downloaded, final)
@@ -212,62 +241,79 @@ def _finished_file(ws: Workspace, episode_id: str) -> Path | None:
 # --- the stage ---------------------------------------------------------------------------------
 def register(
     catalog: Catalog, manifest: Manifest, config: FetchConfig, report: StageReport
-) -> list[tuple[str, EpisodeSource]]:
+) -> Selection[EpisodeSource]:
     """Add the manifest's new episodes to the catalog; return those this run should fetch."""
     for bad in manifest.errors:
         report.failures.append((f"line {bad.line}: {bad.episode_id}", bad.error.kind, bad.error.one_line()))
     report.add("manifest errors", len(manifest.errors))
     todo: list[tuple[str, EpisodeSource]] = []
+    earlier: list[Failure] = []
     for line, source in manifest.entries:
         row = catalog.episode(source.episode_id)
         if row is None:
             catalog.add_episode(source)
-        elif row["url"] != source.url:
+        elif row.url != source.url:
             err = ManifestError(
-                f"episode_id {source.episode_id!r} is already in the workspace for {row['url']}",
+                f"episode_id {source.episode_id!r} is already in the workspace for {row.url}",
                 hint="give this URL a new episode_id",
             )
             report.failures.append((f"line {line}: {source.episode_id}", err.kind, err.one_line()))
             continue
-        status = row["fetch_status"] if row is not None else "pending"
-        if status == "done":
+        status = row.fetch_status if row is not None else Status.PENDING
+        if status == Status.DONE:
             report.add("already fetched")
-        elif status == "failed" and not config.retry_failed:
+        elif row is not None and status == Status.FAILED and not config.retry_failed:
             report.add("failed earlier")
-            message = f"{row['fetch_error']} (run with --retry-failed)"
-            report.failures.append((source.episode_id, row["fetch_error_kind"], message))
+            earlier.append(Failure(source.episode_id, row.fetch_error_kind or "other", row.fetch_error or ""))
         else:
             todo.append((source.episode_id, source))
-    return todo
+    return Selection(todo, None, earlier)
 
 
-def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: FetchConfig,
-              console: Console) -> StageReport:  # fmt: skip
-    report = StageReport("fetch")
-    manifest = read_manifest(manifest_path)
+@dataclass(frozen=True)
+class FetchStage(Stage[EpisodeSource, Fetched]):
+    ws: Workspace
+    config: FetchConfig
+    manifest: Manifest = field(compare=False)
+    manifest_path: str = ""
+    timeout: float | None = None  # seconds one download may take
 
-    def on_done(outcome: Outcome[Fetched]) -> None:
-        if outcome.ok and outcome.value is not None:
-            f = outcome.value
-            catalog.mark_fetched(outcome.key, path=f.path, size=f.size, sha256=f.sha256,
-                                 downloader=f.downloader, probe=f.probe, attempts=f.attempts)  # fmt: skip
-            report.add("fetched")
-        else:
-            err = outcome.error
-            assert err is not None
-            kind = err.kind if isinstance(err, FetchError) else "other"
-            catalog.mark_fetch_failed(outcome.key, kind=kind, error=err.one_line(), attempts=1)
-            report.add(f"failed ({kind})")
-            report.failures.append((outcome.key, kind, err.one_line()))
+    name = "fetch"
+    resources = Resources(cpus=0.5, memory_mb=512)  # mostly waiting on the network
 
-    with ws.stage_lock("fetch"):
-        todo = register(catalog, manifest, config, report)
-        run_parallel(
-            todo,
-            lambda source: fetch_episode(ws, source, config),
-            on_done,
-            workers=config.workers,
-            label="fetch",
-            console=console,
-        )
-    return report
+    def config_dict(self) -> dict[str, Any]:
+        return {**to_dict(self.config), "manifest": self.manifest_path}
+
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[EpisodeSource]:
+        return register(catalog, self.manifest, self.config, report)
+
+    def site(self, item: EpisodeSource) -> str | None:
+        return (urlsplit(item.url).hostname or "").lower() if item.source_kind == "url" else None
+
+    def work(self, item: EpisodeSource) -> Fetched:
+        return fetch_episode(self.ws, item, self.config, timeout=self.timeout)
+
+    def commit(self, catalog: Catalog, key: str, result: Fetched, report: StageReport) -> None:
+        f = result
+        catalog.mark_fetched(key, path=f.path, size=f.size, sha256=f.sha256, downloader=f.downloader,
+                             probe=f.probe, attempts=f.attempts)  # fmt: skip
+        report.add("fetched")
+
+    def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
+        attempts = int(getattr(error, "attempts", 1))
+        catalog.mark_fetch_failed(key, kind=_kind(error), error=error.one_line(), attempts=attempts)
+
+    def failure_label(self, error: NwtError) -> str:
+        return f"failed ({_kind(error)})"
+
+
+def _kind(error: NwtError) -> str:
+    return error.kind if isinstance(error, FetchError) else "other"
+
+
+def run_fetch(ws: Workspace, catalog: Catalog, manifest_path: Path, config: FetchConfig, console: Console, *,
+              run: RunConfig | None = None) -> StageReport:  # fmt: skip
+    """Fetch a manifest's episodes (library entry point: no run record; the CLI records its runs)."""
+    run = run or RunConfig()
+    stage = FetchStage(ws, config, read_manifest(manifest_path), str(manifest_path.resolve()), run.timeout)
+    return run_stage(ws, stage, console, catalog=catalog, run=run, record=False)

@@ -42,13 +42,13 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from nwt_data.catalog import Catalog
-from nwt_data.config import MaskConfig, default_workers, to_dict
+from nwt_data.catalog import Catalog, Clip
+from nwt_data.config import MaskConfig, RunConfig, default_workers, to_dict
 from nwt_data.curation.overlay import plan_overlays
 from nwt_data.curation.text import text_boxes
 from nwt_data.errors import ConfigError, MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames
-from nwt_data.runner import Outcome, run_parallel
+from nwt_data.runner import Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
 from nwt_data.workspace import Workspace
@@ -502,44 +502,46 @@ def flag_clip(ws: Workspace, row: Any, config: FlagConfig) -> tuple[int, dict[st
 
 
 # --- the stage ---------------------------------------------------------------------------------
-def select_clips(catalog: Catalog, *, retry_failed: bool, redo: bool) -> list[Any]:
-    if redo:
-        return catalog.clips("status = 'ok'")
-    statuses = "('pending', 'failed')" if retry_failed else "('pending')"
-    return catalog.clips(f"status = 'ok' AND flag_status IN {statuses}")
+@dataclass(frozen=True)
+class FlagStage(Stage[Clip, tuple[int, dict[str, bool]]]):
+    ws: Workspace
+    config: FlagConfig
+    retry_failed: bool = False
+    redo: bool = False
+
+    name = "flag"
+    done_label, failed_label = "already flagged", "clips failed"
+    reads = frozenset({"clips"})
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.as_dict()
+
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[Clip]:
+        rows = catalog.clips_to_flag(retry_failed=self.retry_failed, redo=self.redo)
+        earlier = [] if self.retry_failed or self.redo else catalog.failures("flag")
+        return Selection(
+            [(r.clip_id, r) for r in rows], 0 if self.redo else catalog.count_done("flag"), earlier
+        )
+
+    def work(self, item: Clip) -> tuple[int, dict[str, bool]]:
+        return flag_clip(self.ws, item, self.config)
+
+    def commit(self, catalog: Catalog, key: str, result: tuple[int, dict[str, bool]],
+               report: StageReport) -> None:  # fmt: skip
+        faces, raised = result
+        catalog.mark_flagged(key, faces=faces, raised=raised)
+        report.add("clips flagged")
+        report.add("clips with no flag", not any(raised.values()))
+        for column, name in zip(Catalog.FLAG_COLUMNS, FLAG_NAMES, strict=True):
+            report.add(f"raised: {name}", raised[column])
+
+    def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
+        catalog.mark_flag_failed(key, kind=error.kind, error=error.one_line())
 
 
 def run_flags(ws: Workspace, catalog: Catalog, config: FlagConfig, console: Console, *,
-              retry_failed: bool = False, redo: bool = False) -> StageReport:  # fmt: skip
-    report = StageReport("flag")
-    rows = select_clips(catalog, retry_failed=retry_failed, redo=redo)
-    report.add("already flagged", 0 if redo else len(catalog.clips("status = 'ok' AND flag_status = 'done'")))
-    if not (retry_failed or redo):
-        for row in catalog.clips("status = 'ok' AND flag_status = 'failed'"):
-            report.failures.append((row["clip_id"], "flag", f"{row['flag_error']} (run with --retry-failed)"))
-
-    def on_done(outcome: Outcome[tuple[int, dict[str, bool]]]) -> None:
-        if outcome.ok and outcome.value is not None:
-            faces, raised = outcome.value
-            catalog.mark_flagged(outcome.key, faces=faces, raised=raised)
-            report.add("clips flagged")
-            report.add("clips with no flag", not any(raised.values()))
-            for column, name in zip(Catalog.FLAG_COLUMNS, FLAG_NAMES, strict=True):
-                report.add(f"raised: {name}", raised[column])
-        else:
-            err = outcome.error
-            assert isinstance(err, NwtError)
-            catalog.mark_flag_failed(outcome.key, error=f"[{err.kind}] {err.one_line()}")
-            report.add("clips failed")
-            report.failures.append((outcome.key, err.kind, err.one_line()))
-
-    with ws.stage_lock("flag"):
-        run_parallel(
-            [(r["clip_id"], r) for r in rows],
-            lambda row: flag_clip(ws, row, config),
-            on_done,
-            workers=config.workers,
-            label="flag",
-            console=console,
-        )
-    return report
+              retry_failed: bool = False, redo: bool = False,
+              run: RunConfig | None = None) -> StageReport:  # fmt: skip
+    """Flag the selected clips (library entry point: no run record; the CLI records its runs)."""
+    stage = FlagStage(ws, config, retry_failed, redo)
+    return run_stage(ws, stage, console, catalog=catalog, run=run, record=False)

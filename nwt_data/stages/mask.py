@@ -24,13 +24,13 @@ import numpy as np
 from rich.console import Console
 
 from nwt_data.audio import SAMPLES_PER_FRAME, VIDEO_FPS, mel_frames_for, mel_spectrogram, to_model_rate
-from nwt_data.catalog import Catalog
-from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig
+from nwt_data.catalog import Catalog, Clip
+from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig, RunConfig, to_dict
 from nwt_data.curation.overlay import OverlayPlan, plan_overlays, sample_clip
 from nwt_data.errors import MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, audio_span, held_frames, sampled_frames
 from nwt_data.media.probe import av_error_text
-from nwt_data.runner import Outcome, run_parallel
+from nwt_data.runner import Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, clear_trash, replace_dir
 
@@ -292,50 +292,49 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
 
 
 # --- the stage ---------------------------------------------------------------------------------
-def select_clips(catalog: Catalog, config: MaskConfig, retry_failed: bool) -> list[Any]:
-    reviewed = "review = 'accepted'" + (" OR review IS NULL" if config.include_unreviewed else "")
-    statuses = "('pending', 'failed')" if retry_failed else "('pending')"
-    return catalog.clips(f"status = 'ok' AND ({reviewed}) AND mask_status IN {statuses}")
+# Settings that change what mask writes (not how fast): recorded with every clip it prepares.
+_RUN_ONLY = ("workers", "include_unreviewed")
+
+
+def output_settings(config: MaskConfig) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(config).items() if k not in _RUN_ONLY}
+
+
+@dataclass(frozen=True)
+class MaskStage(Stage[Clip, Prepared]):
+    ws: Workspace
+    config: MaskConfig
+    retry_failed: bool = False
+
+    name = "mask"
+    done_label, failed_label = "already prepared", "clips failed"
+    reads, rewrites = frozenset({"clips"}), frozenset({"prepared"})
+
+    def prepare(self, catalog: Catalog) -> None:
+        self.ws.clear_temp("mask")
+        clear_trash(self.ws.prepared_dir)
+
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[Clip]:
+        rows = catalog.clips_to_mask(include_unreviewed=self.config.include_unreviewed,
+                                     retry_failed=self.retry_failed)  # fmt: skip
+        earlier = [] if self.retry_failed else catalog.failures("mask")
+        return Selection([(r.clip_id, r) for r in rows], catalog.count_done("mask"), earlier)
+
+    def work(self, item: Clip) -> Prepared:
+        return prepare_clip(self.ws, item, self.config)
+
+    def commit(self, catalog: Catalog, key: str, result: Prepared, report: StageReport) -> None:
+        catalog.mark_prepared(key, prepared_path=result.prepared_path, out_frames=result.out_frames,
+                              masked_frames=result.masked_frames, masked_fraction=result.masked_fraction,
+                              mask_config=output_settings(self.config))  # fmt: skip
+        report.add("clips prepared")
+        report.add("clips with a masked overlay", result.masked_frames > 0)
+
+    def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
+        catalog.mark_mask_failed(key, kind=error.kind, error=error.one_line())
 
 
 def run_mask(ws: Workspace, catalog: Catalog, config: MaskConfig, console: Console, *,
-             retry_failed: bool = False) -> StageReport:  # fmt: skip
-    report = StageReport("mask")
-    rows = select_clips(catalog, config, retry_failed)
-    report.add("already prepared", len(catalog.clips("mask_status = 'done'")))
-    if not retry_failed:
-        for row in catalog.clips("mask_status = 'failed'"):
-            report.failures.append((row["clip_id"], row["mask_error_kind"],
-                                    f"{row['mask_error']} (run with --retry-failed)"))  # fmt: skip
-
-    def on_done(outcome: Outcome[Prepared]) -> None:
-        if outcome.ok and outcome.value is not None:
-            p = outcome.value
-            catalog.mark_prepared(
-                outcome.key,
-                prepared_path=p.prepared_path,
-                out_frames=p.out_frames,
-                masked_frames=p.masked_frames,
-                masked_fraction=p.masked_fraction,
-            )
-            report.add("clips prepared")
-            report.add("clips with a masked overlay", p.masked_frames > 0)
-        else:
-            err = outcome.error
-            assert isinstance(err, NwtError)
-            catalog.mark_mask_failed(outcome.key, kind=err.kind, error=err.one_line())
-            report.add("clips failed")
-            report.failures.append((outcome.key, err.kind, err.one_line()))
-
-    with ws.stage_lock("mask"):
-        ws.clear_temp("mask")
-        clear_trash(ws.prepared_dir)
-        run_parallel(
-            [(r["clip_id"], r) for r in rows],
-            lambda row: prepare_clip(ws, row, config),
-            on_done,
-            workers=config.workers,
-            label="mask",
-            console=console,
-        )
-    return report
+             retry_failed: bool = False, run: RunConfig | None = None) -> StageReport:  # fmt: skip
+    """Prepare the selected clips (library entry point: no run record; the CLI records its runs)."""
+    return run_stage(ws, MaskStage(ws, config, retry_failed), console, catalog=catalog, run=run, record=False)

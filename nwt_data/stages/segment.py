@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from nwt_data.catalog import Catalog
-from nwt_data.config import OUTPUT_ASPECT, CropSpec, SegmentConfig, to_dict
+from nwt_data.catalog import Catalog, Episode, Status
+from nwt_data.config import OUTPUT_ASPECT, CropSpec, RunConfig, SegmentConfig, to_dict
 from nwt_data.errors import CropError, MediaError, NwtError
 from nwt_data.media.ffmpeg import run_ffmpeg, segment_args
 from nwt_data.media.probe import MediaInfo, Packets, probe
-from nwt_data.runner import Outcome, run_parallel
+from nwt_data.runner import Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, clear_trash, replace_dir
 
@@ -221,7 +221,8 @@ class Segmented:
     rejected: str | None = None  # the whole episode is unusable, and why
 
 
-def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: SegmentConfig) -> Segmented:
+def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: SegmentConfig, *,
+                    timeout: float | None = None) -> Segmented:  # fmt: skip
     source_path = ws.root / source_rel
     if not source_path.is_file():
         raise MediaError(f"source file {source_rel} is missing", hint="run `nwt-data fetch` again")
@@ -238,8 +239,9 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
     crop = resolve_crop(config.crop, source.width, source.height)
     work = ws.new_temp_dir(f"segment-{episode_id}")
     try:
-        run_ffmpeg(segment_args(source_path, work / f"{episode_id}_%05d.mp4",
-                                segment_time=config.segment_time, has_audio=True))  # fmt: skip
+        args = segment_args(source_path, work / f"{episode_id}_%05d.mp4",
+                            segment_time=config.segment_time, has_audio=True)  # fmt: skip
+        run_ffmpeg(args, timeout=timeout)
         files = sorted(work.glob(f"{episode_id}_*.mp4"))
         if not files:
             raise MediaError("ffmpeg wrote no segments")
@@ -254,73 +256,78 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
 
 
 # --- the stage ---------------------------------------------------------------------------------
-def _can_redo(catalog: Catalog, episode_id: str, report: StageReport) -> bool:
-    """Re-segmenting replaces an episode's clips: never once people or shards depend on them."""
-    used = catalog.conn.execute(
-        "SELECT COUNT(*) FROM clips WHERE episode_id = ? AND (review IS NOT NULL OR shard IS NOT NULL)",
-        (episode_id,),
-    ).fetchone()[0]
-    if used:
-        message = f"{used} of its clips are reviewed or sharded; not re-segmenting"
-        report.failures.append((episode_id, "redo", f"{message} (export the review, or use a new workspace)"))
-    return not used
+@dataclass(frozen=True)
+class SegmentStage(Stage[Episode, Segmented]):
+    ws: Workspace
+    config: SegmentConfig
+    retry_failed: bool = False
+    episodes: tuple[str, ...] = ()
+    redo: bool = False
+    timeout: float | None = None  # seconds for the ffmpeg split of one episode
+
+    name = "segment"
+    done_label, failed_label = "already segmented", "episodes failed"
+
+    def data_access(self) -> tuple[set[str], set[str]]:
+        # --redo replaces clips that flag and mask read; a first segmentation adds new ones only.
+        return {"episodes"}, ({"clips"} if self.redo else set())
+
+    def prepare(self, catalog: Catalog) -> None:
+        self.ws.clear_temp("segment")
+        clear_trash(self.ws.clips_dir)
+
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[Episode]:
+        statuses = [Status.PENDING]
+        statuses += [Status.FAILED, Status.REJECTED] if self.retry_failed or self.redo else []
+        statuses += [Status.DONE] if self.redo else []
+        rows = catalog.episodes_to_segment(statuses)
+        if self.episodes:
+            rows = [r for r in rows if r.episode_id in set(self.episodes)]
+        if self.redo:
+            rows = [r for r in rows if self._can_redo(catalog, r.episode_id, report)]
+        else:
+            saved = to_dict(self.config)
+            stale = [r for r in catalog.episodes_segmented()
+                     if r.segment_config and json.loads(r.segment_config) != saved]  # fmt: skip
+            if stale:
+                report.add("segmented with other settings (--redo -e ID applies these)", len(stale))
+        earlier = [] if self.retry_failed else catalog.failures("segment")
+        done = None if self.redo else len(catalog.episodes_segmented())
+        return Selection([(r.episode_id, r) for r in rows], done, earlier)
+
+    @staticmethod
+    def _can_redo(catalog: Catalog, episode_id: str, report: StageReport) -> bool:
+        """Re-segmenting replaces an episode's clips: never once people or shards depend on them."""
+        used = catalog.clips_in_use(episode_id)
+        if used:
+            message = f"{used} of its clips are reviewed or sharded; not re-segmenting"
+            hint = "export the review, or use a new workspace"
+            report.failures.append((episode_id, "redo", f"{message} ({hint})"))
+        return not used
+
+    def work(self, item: Episode) -> Segmented:
+        assert item.path is not None
+        return segment_episode(self.ws, item.episode_id, item.path, self.config, timeout=self.timeout)
+
+    def commit(self, catalog: Catalog, key: str, result: Segmented, report: StageReport) -> None:
+        if result.rejected:
+            catalog.mark_segment_failed(key, status="rejected", kind="rejected", error=result.rejected)
+            report.add("episodes rejected")
+            return
+        catalog.save_segmentation(key, result.clips, to_dict(self.config))
+        shutil.rmtree(self.ws.prepared_dir / key, ignore_errors=True)  # prepared from the old clips
+        report.add("episodes segmented")
+        for clip in result.clips:
+            report.add(f"clips {clip['status']}")
+
+    def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
+        catalog.mark_segment_failed(key, status="failed", kind=error.kind, error=error.one_line())
 
 
 def run_segment(ws: Workspace, catalog: Catalog, config: SegmentConfig, console: Console, *,
-                retry_failed: bool = False, episodes: list[str] | None = None,
-                redo: bool = False) -> StageReport:  # fmt: skip
-    report = StageReport("segment")
-    statuses = ("pending", "failed", "rejected") if retry_failed or redo else ("pending",)
-    statuses += ("done",) if redo else ()
-    marks = ", ".join("?" for _ in statuses)
-    rows = catalog.episodes(f"fetch_status = 'done' AND segment_status IN ({marks})", statuses)
-    if episodes:
-        wanted = set(episodes)
-        rows = [r for r in rows if r["episode_id"] in wanted]
-    saved_config = to_dict(config)
-    if redo:
-        rows = [r for r in rows if _can_redo(catalog, r["episode_id"], report)]
-    else:
-        stale = [r for r in catalog.episodes("segment_status = 'done'")
-                 if r["segment_config"] and json.loads(r["segment_config"]) != saved_config]  # fmt: skip
-        if stale:
-            report.add("segmented with other settings (--redo -e ID applies these)", len(stale))
-    for row in catalog.episodes("segment_status = 'failed'") if not retry_failed else []:
-        report.failures.append((row["episode_id"], row["segment_error_kind"],
-                                f"{row['segment_error']} (run with --retry-failed)"))  # fmt: skip
-    if not redo:
-        report.add("already segmented", len(catalog.episodes("segment_status = 'done'")))
-
-    def on_done(outcome: Outcome[Segmented]) -> None:
-        if outcome.ok and outcome.value is not None:
-            result = outcome.value
-            if result.rejected:
-                catalog.mark_segment_failed(
-                    outcome.key, status="rejected", kind="rejected", error=result.rejected
-                )
-                report.add("episodes rejected")
-                return
-            catalog.save_segmentation(outcome.key, result.clips, saved_config)
-            shutil.rmtree(ws.prepared_dir / outcome.key, ignore_errors=True)  # prepared from the old clips
-            report.add("episodes segmented")
-            for clip in result.clips:
-                report.add(f"clips {clip['status']}")
-        else:
-            err = outcome.error
-            assert isinstance(err, NwtError)
-            catalog.mark_segment_failed(outcome.key, status="failed", kind=err.kind, error=err.one_line())
-            report.add("episodes failed")
-            report.failures.append((outcome.key, err.kind, err.one_line()))
-
-    with ws.stage_lock("segment"):
-        ws.clear_temp("segment")
-        clear_trash(ws.clips_dir)
-        run_parallel(
-            [(r["episode_id"], (r["episode_id"], r["path"])) for r in rows],
-            lambda item: segment_episode(ws, item[0], item[1], config),
-            on_done,
-            workers=config.workers,
-            label="segment",
-            console=console,
-        )
-    return report
+                retry_failed: bool = False, episodes: list[str] | None = None, redo: bool = False,
+                run: RunConfig | None = None) -> StageReport:  # fmt: skip
+    """Segment the selected episodes (library entry point: no run record; the CLI records its runs)."""
+    run = run or RunConfig()
+    stage = SegmentStage(ws, config, retry_failed, tuple(episodes or ()), redo, run.timeout)
+    return run_stage(ws, stage, console, catalog=catalog, run=run, record=False)

@@ -13,16 +13,17 @@ import hashlib
 import json
 import math
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nwt_data.catalog import Catalog
-from nwt_data.config import ShardConfig, to_dict
+from nwt_data.config import RunConfig, ShardConfig, to_dict
 from nwt_data.contract import (
     DATASET_FORMAT,
     DATASET_JSON,
@@ -39,6 +40,8 @@ from nwt_data.contract import (
     mel_frames_for,
     sha256_of,
 )
+from nwt_data.errors import MediaError, NwtError
+from nwt_data.runner import Resources, Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, fsync_folder, write_atomic
 
@@ -120,7 +123,7 @@ class ShardWriter:
         import webdataset as wds
 
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.partial")
+        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()
         self.sink = wds.TarWriter(self.file, encoder=False, mtime=0.0)
         self.size = 0
@@ -142,32 +145,114 @@ class ShardWriter:
         fsync_folder(self.path.parent)
         return self.path.stat().st_size, digest
 
+    def discard(self) -> None:
+        """Remove the temporary file of a shard that was not finished (an error while writing)."""
+        if not self.file.closed:
+            self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
 
 def next_index(existing: Iterable[str], split: str) -> int:
     numbers = [int(name[len(split) + 1 : -4]) for name in existing if name.startswith(f"{split}-")]
     return max(numbers, default=-1) + 1
 
 
+# --- planning (deterministic: the same clips always make the same shards, on any executor) ---------
+@dataclass(frozen=True)
+class Planned:
+    """One clip as it will be written: where its files are, its metadata, its size in the tar."""
+
+    clip_id: str
+    folder: str  # prepared folder, relative to the workspace
+    metadata: bytes  # the sample's `json` member
+    size: int  # sample_size() of the sample
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    name: str
+    split: str
+    clips: tuple[Planned, ...]
+
+
+@dataclass(frozen=True)
+class Written:
+    name: str
+    split: str
+    keys: list[str]
+    bytes: int
+    sha256: str
+
+
+_MEMBER_FILES = {"mp4": "video.mp4", "audio.npy": "audio.npy", "mel.npy": "mel.npy"}
+
+
+def plan_shards(sized: dict[str, list[Planned]], existing: Iterable[str], shard_size: int) -> list[ShardPlan]:
+    """Group each split's clips, in order, into shards that roll over before `shard_size` bytes."""
+    existing = list(existing)
+    plans = []
+    for split in SPLITS:
+        index = next_index(existing, split)
+        group: list[Planned] = []
+        total = 0
+        for clip in sized.get(split, []):
+            if group and total + clip.size > shard_size:
+                plans.append(ShardPlan(f"{split}-{index:06d}.tar", split, tuple(group)))
+                index, group, total = index + 1, [], 0
+            group.append(clip)
+            total += clip.size
+        if group:
+            plans.append(ShardPlan(f"{split}-{index:06d}.tar", split, tuple(group)))
+    return plans
+
+
+def write_shard(ws: Workspace, plan: ShardPlan) -> Written:
+    """Write one planned shard under a temporary name, hash it, rename it in (one Ray task per shard)."""
+    writer = ShardWriter(ws.shards_dir / plan.name)
+    try:
+        for clip in plan.clips:
+            folder = ws.root / clip.folder
+            sample: dict[str, Any] = {"__key__": clip.clip_id}
+            try:
+                for key in SAMPLE_KEYS:
+                    sample[key] = (
+                        clip.metadata if key == "json" else (folder / _MEMBER_FILES[key]).read_bytes()
+                    )
+            except OSError as err:
+                raise MediaError(
+                    f"prepared files of {clip.clip_id} vanished while sharding: {err.strerror or err}",
+                    hint="run `nwt-data mask --retry-failed`, then shard again",
+                ) from err
+            writer.write(sample)
+        nbytes, digest = writer.finish()
+    finally:
+        writer.discard()
+    return Written(plan.name, plan.split, writer.keys, nbytes, digest)
+
+
 # --- dataset.json --------------------------------------------------------------------------------
-def dataset_description(catalog: Catalog, config: ShardConfig, video: dict[str, Any]) -> dict[str, Any]:
+def dataset_description(catalog: Catalog, config: ShardConfig) -> dict[str, Any]:
+    """dataset.json: what the shards hold, each with the mask settings its clips were prepared with."""
     shards = catalog.shards()
-    episodes = catalog.episodes("episode_index IS NOT NULL")
+    masks = catalog.shard_mask_configs()
+    settings = {json.dumps(m, sort_keys=True) for s in shards for m in masks.get(s.name, [])}
+    # The stored video's GOP and CRF, when every shard agrees on them (see each shard's "mask" otherwise).
+    common = json.loads(settings.pop()) if len(settings) == 1 else {}
     return {
         "format": DATASET_FORMAT,
-        "episodes": {
-            e["episode_id"]: e["episode_index"] for e in sorted(episodes, key=lambda e: e["episode_index"])
-        },
+        "episodes": {e.episode_id: e.episode_index for e in catalog.episodes_indexed()},
         "shards": [
             {
-                "name": s["name"],
-                "split": s["split"],
-                "samples": s["samples"],
-                "bytes": s["bytes"],
-                "sha256": s["sha256"],
+                "name": s.name,
+                "split": s.split,
+                "samples": s.samples,
+                "bytes": s.bytes,
+                "sha256": s.sha256,
+                "mask": masks.get(s.name, []),
             }
             for s in shards
         ],
-        "samples": {split: sum(s["samples"] for s in shards if s["split"] == split) for split in SPLITS},
+        "samples": {split: sum(s.samples for s in shards if s.split == split) for split in SPLITS},
         "video": {
             "fps": VIDEO_FPS,
             "width": FRAME_WIDTH,
@@ -176,7 +261,8 @@ def dataset_description(catalog: Catalog, config: ShardConfig, video: dict[str, 
             "codec": "h264",
             "pix_fmt": "yuv420p",
             "pixel_scaling": PIXEL_SCALING,
-            **video,
+            "gop": common.get("gop"),
+            "crf": common.get("crf"),
         },
         "audio": {
             "sample_rate": SAMPLE_RATE,
@@ -192,76 +278,80 @@ def dataset_description(catalog: Catalog, config: ShardConfig, video: dict[str, 
         },
         "sample_keys": list(SAMPLE_KEYS),
         # Shards are never rewritten: clips rejected after sharding are listed for the loader to skip.
-        "excluded": [
-            r[0]
-            for r in catalog.conn.execute(
-                "SELECT clip_id FROM clips WHERE shard IS NOT NULL AND review = 'rejected' ORDER BY clip_id"
-            )
-        ],
+        "excluded": catalog.sharded_then_rejected(),
+        "shard_config": to_dict(config),
     }
 
 
 # --- the stage ---------------------------------------------------------------------------------
-def run_shard(ws: Workspace, catalog: Catalog, config: ShardConfig, console: Console) -> StageReport:
-    report = StageReport("shard")
-    usable = "mask_status = 'done' AND status = 'ok' AND (review IS NULL OR review = 'accepted')"
-    with ws.stage_lock("shard"):
-        for stale in ws.shards_dir.glob(".*.partial"):
+@dataclass(frozen=True)
+class ShardStage(Stage[ShardPlan, Written]):
+    ws: Workspace
+    config: ShardConfig
+
+    name = "shard"
+    resources = Resources(cpus=1, memory_mb=512)
+    reads, rewrites = frozenset({"clips", "prepared"}), frozenset({"shards"})
+
+    def workers(self) -> int:
+        return 1  # one shard after another on this machine; one task per shard on Ray
+
+    def prepare(self, catalog: Catalog) -> None:
+        for stale in self.ws.shards_dir.glob(".*.partial"):
             stale.unlink()
-        todo = catalog.clips(f"{usable} AND shard IS NULL")
-        episodes_todo = sorted({c["episode_id"] for c in todo})
+
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[ShardPlan]:
+        config = self.config
+        todo = catalog.clips_prepared(unsharded=True)
+        episodes_todo = sorted({c.episode_id for c in todo})
         for episode_id in episodes_todo:
-            current = {
-                c["clip_id"]: c["split"] for c in catalog.clips(f"{usable} AND episode_id = ?", (episode_id,))
-            }
+            current = {c.clip_id: c.split for c in catalog.clips_prepared(episode_id=episode_id)}
             catalog.set_splits(assign_splits(current, config.seed, config.val_fraction, config.test_fraction))
         catalog.assign_episode_indices(episodes_todo)
-        episodes = {e["episode_id"]: e for e in catalog.episodes()}
-        todo = catalog.clips(f"{usable} AND shard IS NULL")
-        report.add("clips already in shards", len(catalog.clips("shard IS NOT NULL")))
-        existing = [s["name"] for s in catalog.shards()]
-        columns = (TextColumn("[bold]shard"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("shard", total=len(todo))
-            for split in SPLITS:
-                index = next_index(existing, split)
-                writer: ShardWriter | None = None
-                for clip in (c for c in todo if c["split"] == split):
-                    progress.update(task, advance=1)
-                    try:
-                        sample = read_sample(ws, clip, episodes[clip["episode_id"]])
-                    except OSError as err:
-                        message = f"prepared files missing or unreadable: {err.strerror or err}"
-                        hint = "run `nwt-data mask --retry-failed`, then shard again"
-                        catalog.mark_mask_failed(clip["clip_id"], kind="media", error=f"{message} ({hint})")
-                        report.failures.append((clip["clip_id"], "media", f"{message} ({hint})"))
-                        continue
-                    if writer is not None and writer.size + sample_size(sample) > config.shard_size:
-                        _close(writer, split, catalog, report)
-                        writer = None
-                    if writer is None:
-                        writer = ShardWriter(ws.shards_dir / f"{split}-{index:06d}.tar")
-                        index += 1
-                    writer.write(sample)
-                if writer is not None:
-                    _close(writer, split, catalog, report)
-        mask_run = catalog.conn.execute(
-            "SELECT config FROM runs WHERE command = 'mask' ORDER BY run_id DESC LIMIT 1"
-        ).fetchone()
-        mask_config = json.loads(mask_run[0]) if mask_run else {}
-        video = {"gop": mask_config.get("gop"), "crf": mask_config.get("crf")}
-        description = dataset_description(catalog, config, video)
-        description["shard_config"] = to_dict(config)
-        write_atomic(ws.shards_dir / DATASET_JSON, json.dumps(description, indent=2).encode())
-    for split in SPLITS:
-        report.counts.setdefault(f"{split} clips written", 0)
-    if description["excluded"]:
-        report.add("sharded, then rejected in review (the loader skips them)", len(description["excluded"]))
-    return report
+        episodes = {e.episode_id: e for e in catalog.episodes_indexed()}
+        report.add("clips already in shards", catalog.count_sharded())
+        sized: dict[str, list[Planned]] = {}
+        for clip in catalog.clips_prepared(unsharded=True):
+            assert clip.split is not None and clip.prepared_path is not None
+            metadata = json.dumps(sample_metadata(clip, episodes[clip.episode_id]), sort_keys=True).encode()
+            try:
+                files = sum(
+                    (self.ws.root / clip.prepared_path / f).stat().st_size for f in _MEMBER_FILES.values()
+                )
+            except OSError as err:
+                message = f"prepared files missing or unreadable: {err.strerror or err}"
+                hint = "run `nwt-data mask --retry-failed`, then shard again"
+                catalog.mark_mask_failed(clip.clip_id, kind="media", error=f"{message} ({hint})")
+                report.failures.append((clip.clip_id, "media", f"{message} ({hint})"))
+                continue
+            size = files + len(metadata) + 1024 * len(SAMPLE_KEYS)
+            sized.setdefault(clip.split, []).append(Planned(clip.clip_id, clip.prepared_path, metadata, size))
+        plans = plan_shards(sized, [s.name for s in catalog.shards()], config.shard_size)
+        return Selection([(plan.name, plan) for plan in plans])
+
+    def work(self, item: ShardPlan) -> Written:
+        return write_shard(self.ws, item)
+
+    def commit(self, catalog: Catalog, key: str, result: Written, report: StageReport) -> None:
+        catalog.record_shard(result.name, result.split, result.keys, result.bytes, result.sha256)
+        report.add(f"new {result.split} shards")
+        report.add(f"{result.split} clips written", len(result.keys))
+
+    def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
+        pass  # nothing recorded: the shard's clips stay unsharded, and the next run plans them again
+
+    def finish(self, catalog: Catalog, report: StageReport) -> None:
+        description = dataset_description(catalog, self.config)
+        write_atomic(self.ws.shards_dir / DATASET_JSON, json.dumps(description, indent=2).encode())
+        for split in SPLITS:
+            report.counts.setdefault(f"{split} clips written", 0)
+        if description["excluded"]:
+            report.add(
+                "sharded, then rejected in review (the loader skips them)", len(description["excluded"])
+            )
 
 
-def _close(writer: ShardWriter, split: str, catalog: Catalog, report: StageReport) -> None:
-    nbytes, digest = writer.finish()
-    catalog.record_shard(writer.path.name, split, writer.keys, nbytes, digest)
-    report.add(f"new {split} shards")
-    report.add(f"{split} clips written", len(writer.keys))
+def run_shard(ws: Workspace, catalog: Catalog, config: ShardConfig, console: Console, *,
+              run: RunConfig | None = None) -> StageReport:  # fmt: skip
+    """Pack the prepared clips into shards (library entry point: no run record; the CLI records its runs)."""
+    return run_stage(ws, ShardStage(ws, config), console, catalog=catalog, run=run, record=False)
