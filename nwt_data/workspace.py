@@ -154,8 +154,9 @@ class Workspace:
                 except BlockingIOError as err:
                     others = " or ".join(f"`nwt-data {s}`" for s in self.running_stages(but=command))
                     doing = "would rewrite" if exclusive else "reads"
+                    what = _DATA_NAMES.get(name, name)
                     raise WorkspaceError(
-                        f"`nwt-data {command}` {doing} the {name} that {others or 'another command'} is"
+                        f"`nwt-data {command}` {doing} the {what} that {others or 'another command'} is"
                         f" {'reading' if exclusive else 'rewriting'} on {self.root}",
                         hint="wait for it to finish, then run this again",
                     ) from err
@@ -174,6 +175,10 @@ class Workspace:
                 except BlockingIOError:
                     running.append(stage)
         return running
+
+
+# How the cross-stage locks name the data they guard, in messages.
+_DATA_NAMES = {"prepared": "prepared clips"}
 
 
 def clear_trash(folder: Path) -> None:
