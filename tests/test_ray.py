@@ -136,14 +136,27 @@ def _mask_on_ray(ws: Path, address: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _parent(pid: int) -> int:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return int(text[text.rindex(")") + 2 :].split()[1])
+
+
 def _ray_workers(title: str) -> list[int]:
-    """PIDs of Ray worker processes running a task named `title` (Ray sets it as the process title)."""
+    """PIDs of this cluster's Ray workers running a task named `title` (Ray sets it as the process title).
+
+    The cluster's raylet is a child of this process, its workers are the raylet's children: only
+    those are ours to kill.
+    """
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 if (proc / "cmdline").read_bytes().startswith(f"ray::{title}".encode()):
-                    pids.append(int(proc.name))
+                    pid = ancestor = int(proc.name)
+                    while ancestor > 1 and ancestor != os.getpid():
+                        ancestor = _parent(ancestor)
+                    if ancestor == os.getpid():
+                        pids.append(pid)
     return pids
 
 
