@@ -165,27 +165,65 @@ def test_two_process_ddp_gradients_match_one_process(tmp_path: Path) -> None:
             torch.testing.assert_close(grad, single[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_eval_dvae_reports_table_2_columns(shards: Path, tmp_path: Path) -> None:
-    from nwt_train.eval_dvae import frame_psnr, frame_ssim, memcode_bits
+def test_eval_dvae_scores_whole_clips_beside_baselines(shards: Path, tmp_path: Path) -> None:
+    import io
+
+    import av
+    import webdataset as wds
+
+    from nwt_train.eval_dvae import frame_psnr, frame_ssim, grid_baseline, h264_within, memcode_bits
 
     train_dvae(_config(steps=5), shards, tmp_path / "run")
     result = CliRunner().invoke(
-        app, ["eval-dvae", "--run", str(tmp_path / "run"), "--data", str(shards), "--split", "train"]
+        app,
+        [
+            "eval-dvae",
+            "--run",
+            str(tmp_path / "run"),
+            "--data",
+            str(shards),
+            "--split",
+            "train",
+            "--chunk",
+            "4",
+        ],
     )
     assert result.exit_code == 0, result.output
-    assert "RLE" in result.output and "codebook usage per head" in result.output
+    assert (
+        "RLE size" in result.output and "grid + bilinear" in result.output and "bits/frame" in result.output
+    )
     report = json.loads((tmp_path / "run" / "eval-train.json").read_text())
-    assert 0 < report["frame_ssim"] < 1 and report["frame_psnr_db"] > 0
-    assert 0 < report["memcodes_rle_bytes"] <= report["memcodes_bytes"] * 1.5 and report["h264_bytes"] > 0
+    # Every frame of every train clip, counted independently of nwt_train.
+    want = {}
+    for sample in wds.WebDataset(Dataset.open(shards).shard_urls("train"), shardshuffle=False):
+        with av.open(io.BytesIO(sample["mp4"])) as container:
+            want[sample["__key__"]] = sum(1 for _ in container.decode(video=0))
+    assert {c["key"]: c["frames"] for c in report["per_clip"]} == want
+    assert report["frames"] == sum(want.values()) and report["chunk"] == 4 and report["context"] == 2
+    methods = report["methods"]
+    assert set(methods) == {"h264_crf23", "memcodes", "memcodes_rle", "h264_rle_size", "grid", "uncompressed"}
+    for name, row in methods.items():
+        assert row["bits_per_frame"] == pytest.approx(8 * row["bytes"] / report["frames"]), name
+        if name != "uncompressed":
+            assert 0 < row["frame_ssim"] < 1 and 5 < row["frame_psnr_db"] < 60, name
+    assert methods["memcodes_rle"]["frame_psnr_db"] == methods["memcodes"]["frame_psnr_db"]
+    assert methods["h264_crf23"]["compression_vs_h264_crf23"] == 1.0
+    for clip in report["per_clip"]:  # h264 fits the RLE budget unless even crf 51 cannot
+        assert clip["h264_rle_size_bits"] <= clip["memcodes_rle_bits"] or clip["h264_rle_size_crf"] == 51
     assert all(0 < u <= 1 for u in report["codebook_usage_per_head"])
-    # The metrics on known inputs.
+    # The pieces on known inputs.
     frames = torch.rand(2, 3, 32, 32) * 2 - 1
     assert torch.allclose(frame_ssim(frames, frames), torch.ones(2))
     assert (frame_psnr(frames, frames) > 90).all()
     noisy = (frames + 0.1 * torch.randn_like(frames)).clamp(-1, 1)
     assert (frame_ssim(frames, noisy) < 0.99).all() and (frame_psnr(frames, noisy) < 30).all()
+    flat = torch.full((3, 3, 16, 16), 0.25)  # a flat frame survives the grid exactly
+    assert torch.allclose(grid_baseline(flat, (2, 2)), flat)
     still = torch.zeros(10, 2, 2, 3, dtype=torch.long)  # no head ever changes: one run per stream
     assert memcode_bits(still, 8) == (10 * 12 * 3, 12 * (3 + 4))
+    moving = (torch.rand(12, 32, 32, 3) * 255).to(torch.uint8).numpy()
+    crf, size, decoded = h264_within(moving, 4000)
+    assert size <= 4000 and decoded.shape == moving.shape and crf > 23
     missing = CliRunner().invoke(app, ["eval-dvae", "--run", str(tmp_path / "none"), "--data", str(shards)])
     assert missing.exit_code == 2 and "no checkpoint" in missing.output
 
