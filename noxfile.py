@@ -39,10 +39,10 @@ def bench(session: nox.Session) -> None:
     """Throughput benchmarks, each printing its figures against a baseline measured in the same run.
 
     `nox -s bench -- segment` runs only benchmarks/bench_segment.py (names: segment, prepare, review,
-    flags, train, generate).
+    flags, train, generate, and ray: local against Ray on 1 and 2 CPUs, with the Ray extra).
     """
-    install(session)
     names = session.posargs or ["segment", "prepare", "review", "flags", "train", "generate"]
+    install(session, "[ray]" if "ray" in names else "")
     for name in names:
         script = Path(f"benchmarks/bench_{name}.py")
         if not script.exists():

@@ -5,7 +5,9 @@ generated episodes (1280x720, 30 fps, the paper's crop):
   local 1 CPU   the local executor, 1 worker, this process and its children pinned to one CPU;
   local 2 CPUs  the local executor, 2 workers, on two CPUs;
   ray 1 CPU     `--executor ray` on a Ray cluster started with num_cpus=1, pinned to one CPU;
-  ray 2 CPUs    the same with num_cpus=2 on two CPUs.
+  ray 2 CPUs    the same with num_cpus=2 on two CPUs;
+  local 2 CPUs, processes   the local executor with worker processes instead of threads (which one is
+                faster per stage sets `Stage.local_mode`).
 Per stage it reports items per second (wall), CPU-seconds (this process and every process under it:
 ffmpeg children, the Ray head and its workers), and CPU-seconds per source minute. From those:
 scaling efficiency (wall time on 1 CPU / wall time on 2 CPUs / 2) for each executor, and Ray's
@@ -85,6 +87,7 @@ class Setting:
     name: str
     executor: str
     cpus: int
+    local_mode: str = ""
 
 
 SETTINGS = (
@@ -92,6 +95,7 @@ SETTINGS = (
     Setting("ray 1 CPU", "ray", 1),
     Setting("local 2 CPUs", "local", 2),
     Setting("ray 2 CPUs", "ray", 2),
+    Setting("local 2 CPUs, processes", "local", 2, "processes"),
 )
 
 
@@ -131,7 +135,7 @@ def make_episodes(folder: Path, count: int, seconds: float) -> list[Path]:
 def run_pipeline(root: Path, manifest: Path, setting: Setting) -> Measured:
     ws = Workspace.open(root)
     quiet = Console(quiet=True)
-    run = RunConfig(executor=setting.executor)
+    run = RunConfig(executor=setting.executor, local_mode=setting.local_mode)
     workers = setting.cpus
     stages: list[tuple[str, Callable[[], Any]]] = [
         (

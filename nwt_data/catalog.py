@@ -359,6 +359,16 @@ class EpisodeSource:
 
 
 @dataclass(frozen=True)
+class ReviewEntry:
+    """One logged review decision: what it set, and the decision it replaced."""
+
+    entry_id: int
+    clip_id: str
+    review: str | None
+    previous: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Failure:
     """An item an earlier run could not finish, as the summary lists it."""
 
@@ -698,6 +708,87 @@ class Catalog:
     def shards(self) -> list[Shard]:
         return [Shard.from_row(r) for r in self.conn.execute("SELECT * FROM shards ORDER BY split, name")]
 
+    # --- review --------------------------------------------------------------------------------
+    REVIEW_FILTERS: ClassVar[dict[str, str]] = {
+        "unreviewed": "review IS NULL",
+        "flagged": "flags IS NOT NULL AND flags != ''",
+        "rejected": "review = 'rejected'",
+        "all": "1",
+    }
+    DECISION_COLUMNS = ("review", "review_reason", "review_note", "reviewer", "reviewed_at")
+
+    def review_queue(self, filter: str, *, flagged_first: bool = False) -> list[str]:
+        """Clip ids of the kept clips in `filter` (see REVIEW_FILTERS), in review order."""
+        order = ("(flags IS NULL OR flags = ''), " if flagged_first else "") + "episode_id, clip_index"
+        chosen = self.REVIEW_FILTERS[filter]
+        rows = self.conn.execute(
+            f"SELECT clip_id FROM clips WHERE status = 'ok' AND {chosen} ORDER BY {order}"
+        )
+        return [r[0] for r in rows]
+
+    def record_decision(self, clip_id: str, review: str | None, reason: str | None, note: str | None,
+                        reviewer: str, at: str | None = None) -> bool:  # fmt: skip
+        """Set a clip's decision and log it with what it replaces, in one transaction; False: no such clip."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(self.DECISION_COLUMNS)} FROM clips WHERE clip_id = ?", (clip_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            at = at or now()
+            self._set_decision(clip_id, (review, reason, note, reviewer, at))
+            conn.execute(
+                "INSERT INTO review_log(clip_id, review, review_reason, review_note, reviewer, at, previous)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (clip_id, review, reason, note, reviewer, at,
+                 json.dumps(dict(zip(self.DECISION_COLUMNS, row, strict=True)))),
+            )  # fmt: skip
+        return True
+
+    def _set_decision(self, clip_id: str, values: tuple[Any, ...]) -> None:
+        self.conn.execute(
+            "UPDATE clips SET review = ?, review_reason = ?, review_note = ?, reviewer = ?, reviewed_at = ?"
+            " WHERE clip_id = ?",
+            (*values, clip_id),
+        )
+
+    def last_decision(self, reviewer: str) -> ReviewEntry | None:
+        """`reviewer`'s latest decision still in place (call inside a transaction to undo it)."""
+        row = self.conn.execute(
+            "SELECT entry_id, clip_id, review, previous FROM review_log WHERE reviewer = ? AND undone = 0"
+            " AND review IS NOT NULL ORDER BY entry_id DESC LIMIT 1",
+            (reviewer,),
+        ).fetchone()
+        return None if row is None else ReviewEntry(row[0], row[1], row[2], json.loads(row[3]))
+
+    def undo_decision(self, entry: ReviewEntry) -> None:
+        """Put back the decision `entry` replaced, and mark the entry undone."""
+        self._set_decision(entry.clip_id, tuple(entry.previous[c] for c in self.DECISION_COLUMNS))
+        self.conn.execute("UPDATE review_log SET undone = 1 WHERE entry_id = ?", (entry.entry_id,))
+
+    def decisions(self, fields: Iterable[str]) -> list[dict[str, Any]]:
+        """Every decided clip's `fields` (columns of clips), by clip id."""
+        fields = list(fields)
+        assert set(fields) <= {"clip_id", *self.DECISION_COLUMNS}, fields
+        rows = self.conn.execute(
+            f"SELECT {', '.join(fields)} FROM clips WHERE review IS NOT NULL ORDER BY clip_id"
+        )
+        return [dict(zip(fields, r, strict=True)) for r in rows]
+
+    def unreviewed_unflagged(self) -> list[str]:
+        """Kept clips nobody reviewed whose automatic pre-flags raised nothing."""
+        rows = self.conn.execute(
+            "SELECT clip_id FROM clips WHERE status = 'ok' AND review IS NULL AND flag_status = 'done'"
+            " AND flags = '' ORDER BY clip_id"
+        )
+        return [r[0] for r in rows]
+
+    def review_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT COALESCE(review, 'unreviewed'), COUNT(*) FROM clips WHERE status = 'ok' GROUP BY 1"
+        )
+        return {str(k): int(n) for k, n in rows}
+
     # --- status --------------------------------------------------------------------------------
     def counts(self, table: str, column: str) -> dict[str, int]:
         assert table in ("episodes", "clips")
@@ -706,12 +797,7 @@ class Catalog:
 
     def stage_counts(self) -> dict[str, dict[str, int]]:
         """Per-stage counts for `nwt-data status`: episodes by fetch and segment status, clips by stage."""
-        review = {
-            str(k): int(n)
-            for k, n in self.conn.execute(
-                "SELECT COALESCE(review, 'unreviewed'), COUNT(*) FROM clips WHERE status = 'ok' GROUP BY 1"
-            )
-        }
+        review = self.review_counts()
         fetch = self.counts("episodes", "fetch_status")
         fetch.pop("failed", None)
         for kind, n in self.conn.execute(

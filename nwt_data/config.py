@@ -202,6 +202,8 @@ class RunConfig:
     """Downloads from one host at once, across the whole cluster (sites throttle busy addresses)."""
     task_retries: int = 3
     """Times Ray runs a task again when its worker process or node dies."""
+    local_mode: str = ""
+    """With `local`: run items in `threads` or `processes`; empty: each stage's measured default."""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -212,6 +214,8 @@ class RunConfig:
             raise ConfigError(f"max_in_flight must be >= 0, not {self.max_in_flight}")
         _positive("timeout", self.timeout)
         _positive("downloads_per_site", self.downloads_per_site)
+        if self.local_mode not in ("", "threads", "processes"):
+            raise ConfigError(f"local_mode must be threads or processes, not {self.local_mode!r}")
         if self.task_retries < 0:
             raise ConfigError(f"task_retries must be >= 0, not {self.task_retries}")
 

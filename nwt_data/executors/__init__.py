@@ -29,7 +29,7 @@ def make_executor(run: RunConfig, stage: Stage[Any, Any]) -> Executor:
         return RayExecutor(run)
     from nwt_data.executors.local import LocalExecutor
 
-    return LocalExecutor(run, workers=stage.workers(), mode=stage.local_mode)
+    return LocalExecutor(run, workers=stage.workers(), mode=run.local_mode or stage.local_mode)
 
 
 class Dispatch:

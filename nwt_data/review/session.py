@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nwt_data.catalog import Catalog, now
+from nwt_data.catalog import Catalog, Clip
 from nwt_data.errors import NwtError
 
 
@@ -39,18 +38,7 @@ REASONS = (
 )
 REASON_CODES = {r.code for r in REASONS}
 FILTERS = ("unreviewed", "flagged", "rejected", "all")
-DECISION_COLUMNS = ("review", "review_reason", "review_note", "reviewer", "reviewed_at")
-
-_SET_DECISION = (
-    "UPDATE clips SET review = ?, review_reason = ?, review_note = ?, reviewer = ?, reviewed_at = ?"
-    " WHERE clip_id = ?"
-)
-_FILTER_SQL = {
-    "unreviewed": "review IS NULL",
-    "flagged": "flags IS NOT NULL AND flags != ''",
-    "rejected": "review = 'rejected'",
-    "all": "1",
-}
+DECISION_COLUMNS = Catalog.DECISION_COLUMNS
 
 
 class ReviewError(NwtError):
@@ -78,13 +66,7 @@ class ReviewSession:
             raise ReviewError(f"unknown filter {name!r}", hint=f"use one of {', '.join(FILTERS)}")
         current = self.current_id
         self.filter = name
-        order = "episode_id, clip_index"
-        if self.flagged_first:
-            order = "(flags IS NULL OR flags = ''), " + order
-        rows = self.catalog.conn.execute(
-            f"SELECT clip_id FROM clips WHERE status = 'ok' AND {_FILTER_SQL[name]} ORDER BY {order}"
-        ).fetchall()
-        self.queue = [r[0] for r in rows]
+        self.queue = self.catalog.review_queue(name, flagged_first=self.flagged_first)
         self.position = self.queue.index(current) if current in self.queue else 0
 
     def cycle_filter(self) -> str:
@@ -95,12 +77,12 @@ class ReviewSession:
     def current_id(self) -> str | None:
         return self.queue[self.position] if 0 <= self.position < len(self.queue) else None
 
-    def current(self) -> sqlite3.Row | None:
+    def current(self) -> Clip | None:
         clip_id = self.current_id
         return None if clip_id is None else self.clip(clip_id)
 
-    def clip(self, clip_id: str) -> sqlite3.Row:
-        row = self.catalog.conn.execute("SELECT * FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
+    def clip(self, clip_id: str) -> Clip:
+        row = self.catalog.clip(clip_id)
         if row is None:
             raise ReviewError(f"no clip {clip_id!r}")
         return row
@@ -165,60 +147,30 @@ class ReviewSession:
 
     def undo(self) -> str | None:
         """Take back this reviewer's last decision still in place; return its clip id."""
-        conn = self.catalog.conn
         with self.catalog.transaction():
-            entry = conn.execute(
-                "SELECT * FROM review_log WHERE reviewer = ? AND undone = 0 AND review IS NOT NULL"
-                " ORDER BY entry_id DESC LIMIT 1",
-                (self.reviewer,),
-            ).fetchone()
+            entry = self.catalog.last_decision(self.reviewer)
             if entry is None:
                 return None
-            clip = self.clip(entry["clip_id"])
-            if clip["review"] != entry["review"] or clip["reviewer"] != self.reviewer:
+            clip = self.clip(entry.clip_id)
+            if clip["review"] != entry.review or clip["reviewer"] != self.reviewer:
                 raise ReviewError(
-                    f"{entry['clip_id']} was decided by {clip['reviewer']} since; not undoing their decision"
+                    f"{entry.clip_id} was decided by {clip['reviewer']} since; not undoing their decision"
                 )
-            previous = json.loads(entry["previous"])
-            conn.execute(_SET_DECISION, (*(previous[c] for c in DECISION_COLUMNS), entry["clip_id"]))
-            conn.execute("UPDATE review_log SET undone = 1 WHERE entry_id = ?", (entry["entry_id"],))
-        if entry["clip_id"] not in self.queue:
+            self.catalog.undo_decision(entry)
+        if entry.clip_id not in self.queue:
             self.set_filter("all")
-        self.position = self.queue.index(entry["clip_id"])
-        return entry["clip_id"]
+        self.position = self.queue.index(entry.clip_id)
+        return entry.clip_id
 
     def counts(self) -> dict[str, int]:
-        rows = self.catalog.conn.execute(
-            "SELECT COALESCE(review, 'unreviewed'), COUNT(*) FROM clips WHERE status = 'ok' GROUP BY 1"
-        )
-        return {k: int(n) for k, n in rows}
+        return self.catalog.review_counts()
 
 
 def write_decision(catalog: Catalog, clip_id: str, review: str | None, reason: str | None,
                    note: str | None, reviewer: str, at: str | None = None) -> None:  # fmt: skip
     """Set a clip's decision and log it with what it replaces, in one transaction."""
-    conn = catalog.conn
-    with catalog.transaction():
-        row = conn.execute(
-            f"SELECT {', '.join(DECISION_COLUMNS)} FROM clips WHERE clip_id = ?", (clip_id,)
-        ).fetchone()
-        if row is None:
-            raise ReviewError(f"no clip {clip_id!r} in this workspace")
-        at = at or now()
-        conn.execute(_SET_DECISION, (review, reason, note, reviewer, at, clip_id))
-        conn.execute(
-            "INSERT INTO review_log(clip_id, review, review_reason, review_note, reviewer, at, previous)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                clip_id,
-                review,
-                reason,
-                note,
-                reviewer,
-                at,
-                json.dumps(dict(zip(DECISION_COLUMNS, row, strict=True))),
-            ),
-        )
+    if not catalog.record_decision(clip_id, review, reason, note, reviewer, at):
+        raise ReviewError(f"no clip {clip_id!r} in this workspace")
 
 
 # --- export / import --------------------------------------------------------------------------
@@ -227,8 +179,7 @@ EXPORT_FIELDS = ("clip_id", "review", "review_reason", "review_note", "reviewer"
 
 def export_decisions(catalog: Catalog, path: Path) -> int:
     """Write every decided clip to CSV or JSONL (by extension); return how many."""
-    query = f"SELECT {', '.join(EXPORT_FIELDS)} FROM clips WHERE review IS NOT NULL ORDER BY clip_id"
-    rows = [dict(zip(EXPORT_FIELDS, r, strict=True)) for r in catalog.conn.execute(query)]
+    rows = catalog.decisions(EXPORT_FIELDS)
     if path.suffix.lower() == ".jsonl":
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
     else:
@@ -279,9 +230,7 @@ def import_decisions(catalog: Catalog, path: Path, reviewer: str | None = None) 
 
 def accept_unflagged(catalog: Catalog, reviewer: str) -> int:
     """Accept every unreviewed clip whose automatic pre-flags raised nothing."""
-    ids = [r[0] for r in catalog.conn.execute(
-        "SELECT clip_id FROM clips WHERE status = 'ok' AND review IS NULL AND flag_status = 'done'"
-        " AND flags = '' ORDER BY clip_id")]  # fmt: skip
+    ids = catalog.unreviewed_unflagged()
     for clip_id in ids:
         write_decision(catalog, clip_id, "accepted", None, None, reviewer)
     return len(ids)
