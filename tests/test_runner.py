@@ -263,3 +263,27 @@ def test_downloads_from_one_site_are_limited(tmp_path: Path, make_video, cli, co
     assert cli("fetch", manifest, "-w", ws, "-j", "3").exit_code == 0
     assert _Counting.most == 1  # three workers, one site, one download at a time
     assert len(Catalog(ws / "catalog.sqlite").episodes_fetched()) == 3
+
+
+@dataclass(frozen=True)
+class _Sites(Stage[str, str]):
+    config: Any = None
+    name = "sites"
+
+    def site(self, item: str) -> str | None:
+        return item.split("/")[0] or None
+
+
+def test_dispatch_bounds_what_is_in_flight_and_per_site() -> None:
+    from nwt_data.executors import Dispatch
+
+    items = [(str(i), url) for i, url in enumerate(["a/1", "a/2", "a/3", "b/1", "/local", "b/2"])]
+    dispatch = Dispatch(_Sites(), items, limit=3, per_site=1)
+    started = [dispatch.take(), dispatch.take(), dispatch.take()]
+    assert [s[1] for s in started if s] == ["a/1", "b/1", "/local"]  # one per site; no site, no limit
+    assert dispatch.take() is None  # three in flight: the limit
+    dispatch.finished("4")  # the local file is done: a slot, but both sites are busy
+    assert dispatch.take() is None
+    dispatch.finished("0")
+    assert dispatch.take() == ("1", "a/2")  # in manifest order within the site
+    assert dispatch.in_flight() == 2 and bool(dispatch)  # b/1 and a/2; a/3 and b/2 wait
