@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS clips (
     flag_cut        INTEGER,                   -- a shot cut or title transition inside the clip
     flag_overlay    INTEGER,                   -- the mask heuristic found an overlay box
     flag_silence    INTEGER,                   -- no speech energy in the audio
+    flag_small_face INTEGER,                   -- a face, but shorter than [flags] small_face of the crop
+    flag_no_speech  INTEGER,                   -- the VAD heard (almost) no speech: music, applause, silence
+    flag_low_speech INTEGER,                   -- the VAD heard speech in less than [flags] low_speech of it
+    face_height     REAL,                      -- median largest face height / crop height
+    speech_ratio    REAL,                      -- share of 32 ms steps the VAD calls speech
     flags           TEXT,                      -- the raised flags, comma separated ('' = none)
     UNIQUE (episode_id, clip_index)
 );
@@ -321,6 +326,11 @@ class Clip(Record):
     flag_cut: int | None
     flag_overlay: int | None
     flag_silence: int | None
+    flag_small_face: int | None
+    flag_no_speech: int | None
+    flag_low_speech: int | None
+    face_height: float | None
+    speech_ratio: float | None
     flags: str | None
 
 
@@ -647,17 +657,35 @@ class Catalog:
         )
 
     # --- flags ----------------------------------------------------------------------------------
-    FLAG_COLUMNS = ("flag_no_face", "flag_many_faces", "flag_cut", "flag_overlay", "flag_silence")
+    FLAG_COLUMNS = (
+        "flag_no_face",
+        "flag_many_faces",
+        "flag_cut",
+        "flag_overlay",
+        "flag_silence",
+        "flag_small_face",
+        "flag_no_speech",
+        "flag_low_speech",
+    )
 
-    def mark_flagged(self, clip_id: str, *, faces: int, raised: dict[str, bool]) -> None:
+    def mark_flagged(
+        self,
+        clip_id: str,
+        *,
+        faces: int,
+        raised: dict[str, bool],
+        face_height: float | None = None,
+        speech_ratio: float | None = None,
+    ) -> None:
         """Store a clip's automatic pre-flags; `raised` maps each of FLAG_COLUMNS to a bool."""
         assert set(raised) == set(self.FLAG_COLUMNS), raised
         names = ",".join(c.removeprefix("flag_") for c in self.FLAG_COLUMNS if raised[c])
         sets = ", ".join(f"{c} = ?" for c in self.FLAG_COLUMNS)
         self.conn.execute(
             f"UPDATE clips SET flag_status = 'done', flag_error_kind = NULL, flag_error = NULL, faces = ?,"
-            f" {sets}, flags = ?, flag_attempts = flag_attempts + 1 WHERE clip_id = ?",
-            (faces, *(int(raised[c]) for c in self.FLAG_COLUMNS), names, clip_id),
+            f" {sets}, flags = ?, face_height = ?, speech_ratio = ?, flag_attempts = flag_attempts + 1"
+            " WHERE clip_id = ?",
+            (faces, *(int(raised[c]) for c in self.FLAG_COLUMNS), names, face_height, speech_ratio, clip_id),
         )
 
     def mark_flag_failed(self, clip_id: str, *, kind: str, error: str) -> None:
@@ -717,12 +745,14 @@ class Catalog:
     }
     DECISION_COLUMNS = ("review", "review_reason", "review_note", "reviewer", "reviewed_at")
 
-    def review_queue(self, filter: str, *, flagged_first: bool = False) -> list[str]:
-        """Clip ids of the kept clips in `filter` (see REVIEW_FILTERS), in review order."""
+    def review_queue(self, filter: str, *, flagged_first: bool = False, flag: str | None = None) -> list[str]:
+        """Clip ids of the kept clips in `filter` (see REVIEW_FILTERS), in review order; with `flag`,
+        only those that raised that automatic flag."""
         order = ("(flags IS NULL OR flags = ''), " if flagged_first else "") + "episode_id, clip_index"
         chosen = self.REVIEW_FILTERS[filter]
+        extra, params = ("", ()) if flag is None else (" AND (',' || flags || ',') LIKE ?", (f"%,{flag},%",))
         rows = self.conn.execute(
-            f"SELECT clip_id FROM clips WHERE status = 'ok' AND {chosen} ORDER BY {order}"
+            f"SELECT clip_id FROM clips WHERE status = 'ok' AND {chosen}{extra} ORDER BY {order}", params
         )
         return [r[0] for r in rows]
 

@@ -240,14 +240,21 @@ class ShardConfig:
     seed: int = 0
     """Seed of the split: the same seed always gives the same split."""
     val_fraction: float = 0.05
+    """Share of the clips that go to val (`--split-ratios 90,5,5` sets both shares)..."""
     test_fraction: float = 0.05
+    """...and to test; the rest is train. Once a dataset has 3 clips, val and test are never empty."""
     shard_size: int = 1_000_000_000
     """A shard is closed before it grows past this many bytes."""
 
     def __post_init__(self) -> None:
         for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 0.5:
-                raise ConfigError(f"{name} must be within [0, 0.5), not {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be within [0, 1), not {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                f"val_fraction + test_fraction must leave some train clips, not {self.val_fraction}"
+                f" + {self.test_fraction}"
+            )
         _positive("shard_size", self.shard_size)
 
 

@@ -16,7 +16,6 @@ import webdataset as wds
 from nwt_data.audio import MEL_PARAMS
 from nwt_data.catalog import Catalog
 from nwt_data.demo import STUDIO_BACKGROUND, STUDIO_FILTER
-from nwt_data.stages.shard import assign_splits
 from nwt_train.data import Dataset, DatasetMismatch, clip_windows, decode_video_window
 
 # Where those land in the 256x224 output (the crop 507,8,623,712 scaled by 224/623 = 256/712).
@@ -136,30 +135,6 @@ def test_loader_windows_and_parameter_check(studio_workspace: Path) -> None:
         Dataset.open(studio_workspace / "shards", expect={"mel": {**MEL_PARAMS, "hop_length": 256}})
 
 
-@pytest.mark.parametrize("n", [1, 5, 19, 20, 21, 37, 100, 251])
-def test_split_is_stratified_and_within_one_clip(n: int) -> None:
-    clips = {f"ep_{i:05d}": None for i in range(n)}
-    splits = assign_splits(clips, seed=7, val=0.05, test=0.05)
-    counts = {s: list(splits.values()).count(s) for s in ("train", "val", "test")}
-    assert sum(counts.values()) == n
-    for split, fraction in (("val", 0.05), ("test", 0.05), ("train", 0.9)):
-        assert abs(counts[split] - n * fraction) <= 1, (n, counts)
-    if n >= 20:
-        assert counts["val"] >= 1 and counts["test"] >= 1
-    assert assign_splits(clips, seed=7, val=0.05, test=0.05) == splits  # deterministic
-    assert assign_splits(clips, seed=8, val=0.05, test=0.05) != splits or n < 20
-
-
-def test_existing_splits_never_move() -> None:
-    clips = {f"ep_{i:05d}": None for i in range(40)}
-    first = assign_splits(clips, seed=0, val=0.05, test=0.05)
-    grown = {**first, **{f"ep_{i:05d}": None for i in range(40, 60)}}
-    more = assign_splits(grown, seed=0, val=0.05, test=0.05)
-    assert set(more) == {f"ep_{i:05d}" for i in range(40, 60)}
-    final = {**first, **more}
-    assert [list(final.values()).count(s) for s in ("val", "test")] == [3, 3]
-
-
 def _pipeline(cli, tmp_path: Path, ws: Path, files: dict[str, Path]) -> None:
     manifest = tmp_path / f"m-{len(list(tmp_path.glob('m-*.csv')))}.csv"
     manifest.write_text("episode_id,url\n" + "".join(f"{k},{v}\n" for k, v in files.items()))
@@ -218,7 +193,7 @@ def test_truncated_clip_fails_alone_and_corrupt_shard_is_skipped(tmp_path: Path,
     assert set(status.values()) == {"done"}
     assert not (ws / "prepared" / "ep" / clips[1]["clip_id"]).exists()
 
-    _run(cli, "shard", "-w", ws, "--shard-size", "300KB")
+    _run(cli, "shard", "-w", ws, "--shard-size", "300KB", "--split-ratios", "100,0,0")  # all in train
     dataset = Dataset.open(ws / "shards")
     urls = dataset.shard_urls("train")
     assert len(urls) >= 2

@@ -117,6 +117,8 @@ def print_report(report: StageReport) -> None:
         style = "red" if name.startswith(("failed", "episodes failed", "manifest errors")) and count else ""
         table.add_row(name, str(count), style=style)
     console.print(table)
+    for warning in report.warnings:
+        err_console.print(Text.assemble(("warning: ", "yellow"), warning), soft_wrap=True)
     if report.failures:
         err_console.print(f"[bold red]{len(report.failures)} failed:[/]")
         for item, kind, message in report.failures:

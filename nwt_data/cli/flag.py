@@ -31,7 +31,14 @@ def flag(
         float | None, typer.Option(help="Frames per second sampled for faces and overlays \\[default: 4].")
     ] = None,
     min_face: Annotated[
-        float | None, typer.Option(help="Smallest face counted, share of the crop height \\[default: 0.15].")
+        float | None, typer.Option(help="Smallest face counted, share of the crop height \\[default: 0.08].")
+    ] = None,
+    small_face: Annotated[
+        float | None,
+        typer.Option(help="A face shorter than this share of the crop is small \\[default: 0.15]."),
+    ] = None,
+    low_speech: Annotated[
+        float | None, typer.Option(help="Speech ratio below which a clip is low_speech \\[default: 0.4].")
     ] = None,
     cut_threshold: Annotated[
         float | None, typer.Option(help="Frame change (0-1) that counts as a cut \\[default: 0.35].")
@@ -52,13 +59,15 @@ def flag(
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
-    """Automatic pre-flags for review: no face or several, a cut, an overlay, silence.
+    """Automatic pre-flags for review: no face, a small face or several, a cut, an overlay, silence,
+    no or little speech.
 
     Computed per usable clip on its kept, cropped window, with no model download: OpenCV's bundled
-    Haar face cascade on sampled frames, colour-and-structure change between frames, the mask stage's
-    overlay heuristic (with the workspace's mask thresholds) plus a static inset-box finder, and the
-    speech-band level of the audio. The review queue sorts and filters on the flags, and clips with
-    no flag can be accepted in bulk.
+    Haar face cascade on sampled frames, colour-and-structure change between frames, the overlay
+    rule `nwt-data mask` uses (with the workspace's [mask] settings; OCR text detection from the
+    rapidocr wheel), the speech-band level of the audio and the Silero VAD from its wheel. The review
+    queue sorts and filters on the flags (`review --flag no_speech`), and clips with no flag can be
+    accepted in bulk.
 
     [bold]Example:[/] nwt-data flag --workspace lwt
     """
@@ -68,6 +77,8 @@ def flag(
         "workers": workers,
         "sample_fps": sample_fps,
         "min_face": min_face,
+        "small_face": small_face,
+        "low_speech": low_speech,
         "cut_threshold": cut_threshold,
         "silence_db": silence_db,
         "min_voiced": min_voiced,

@@ -33,6 +33,9 @@ def review(
     ] = None,
     filter: Annotated[str, typer.Option(help=f"Start with this queue: {', '.join(FILTERS)}.")] = "unreviewed",
     flagged_first: Annotated[bool, typer.Option(help="Put clips with automatic flags first.")] = False,
+    flag: Annotated[
+        str | None, typer.Option(help="Only clips that raised this automatic flag, e.g. no_speech.")
+    ] = None,
     export: Annotated[
         Path | None, typer.Option(help="Write all decisions to a .csv or .jsonl file and exit.")
     ] = None,
@@ -73,7 +76,7 @@ def review(
         return
     from nwt_data.review.app import ReviewApp
 
-    session = ReviewSession(catalog, who, filter=filter, flagged_first=flagged_first)
+    session = ReviewSession(catalog, who, filter=filter, flagged_first=flagged_first, only_flag=flag)
     ReviewApp(session, ws.root).run()
     counts = session.counts()
     console.print("review saved: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

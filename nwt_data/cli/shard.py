@@ -17,6 +17,7 @@ from nwt_data.cli.common import (
     handle_errors,
     run_config,
 )
+from nwt_data.curation.splits import parse_ratios
 from nwt_data.stages.shard import ShardStage
 from nwt_data.workspace import Workspace
 
@@ -28,10 +29,17 @@ def shard(
         str | None, typer.Option(help="Roll over to a new shard at this size \\[default: 1GB].")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the train/val/test split \\[default: 0].")] = None,
+    split_ratios: Annotated[
+        str | None,
+        typer.Option(help="train,val,test shares of newly split clips, e.g. 80,10,10 \\[default: 90,5,5]."),
+    ] = None,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Split prepared clips 90/5/5 inside every episode and pack them into WebDataset shards.
+
+    On small datasets the shares round to nothing per episode, so val and test are topped up over the
+    whole dataset: never empty once it has 3 clips. Episodes left with no train clip are named.
 
     Writes WORKSPACE/shards/{train,val,test}-NNNNNN.tar and dataset.json (episode-to-index map,
     every shard with its sample count and sha256, the video and mel parameters). Incremental:
@@ -40,8 +48,9 @@ def shard(
     [bold]Example:[/] nwt-data shard --workspace lwt --shard-size 1GB
     """
     ws = Workspace.open(workspace, create=False)
-    config = cfg.build(
-        cfg.ShardConfig, "shard", ws.config_table("shard"), {"shard_size": shard_size, "seed": seed}
-    )
+    overrides: dict[str, object] = {"shard_size": shard_size, "seed": seed}
+    if split_ratios is not None:
+        _, overrides["val_fraction"], overrides["test_fraction"] = parse_ratios(split_ratios)
+    config = cfg.build(cfg.ShardConfig, "shard", ws.config_table("shard"), overrides)
     execute(ws, ShardStage(ws, config), run_config(ws, executor, ray_address))
     console.print(f"dataset: {ws.shards_dir / 'dataset.json'}")

@@ -228,3 +228,52 @@ def score(
         false_area += outside
         false_frames += outside > min_false
     return Score(len(truth), false_frames, false_area / max(1, len(truth)), overlay_frames, overlay_masked)
+
+
+# --- audio with known answers ------------------------------------------------------------------
+def music(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
+    """A plucked melody with harmonics over a sustained chord (no voice)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    chord = sum(0.05 * np.sin(2 * np.pi * f * t) for f in (130.8, 164.8, 196.0))
+    notes = rng.choice([262, 294, 330, 349, 392, 440, 494, 523], size=int(seconds * 4) + 1)
+    note_len = rate // 4
+    melody = np.zeros_like(t)
+    for i, f in enumerate(notes):
+        start = i * note_len
+        n = min(note_len, len(t) - start)
+        if n <= 0:
+            break
+        tt = np.arange(n) / rate
+        melody[start : start + n] = sum(
+            0.15 / k * np.sin(2 * np.pi * k * f * tt) for k in range(1, 6)
+        ) * np.exp(-4 * tt)
+    return (chord + melody).astype(np.float32)
+
+
+def applause(seconds: float, rate: int = 16_000, claps_per_second: float = 150, seed: int = 0) -> np.ndarray:
+    """Many hands clapping: short decaying bursts of noise at random times."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(round(seconds * rate))
+    burst = np.exp(-np.arange(400) / 60)
+    for start in rng.integers(0, len(out) - 400, size=int(seconds * claps_per_second)):
+        out[start : start + 400] += rng.normal(0, 0.15, 400) * burst
+    return np.clip(out, -1, 1).astype(np.float32)
+
+
+# --- faces with known answers --------------------------------------------------------------------
+def paste_faces(portraits: list[np.ndarray], face_share: float, *, height: int = HEIGHT, width: int = WIDTH,
+                head_share: float = 0.45, background: int = 90) -> np.ndarray:  # fmt: skip
+    """A grayscale crop with each portrait (a talking-head frame whose head is `head_share` of its
+    height) scaled so its head is `face_share` of the crop's height, side by side at the bottom."""
+    import cv2
+
+    canvas = np.full((height, width), background, np.uint8)
+    for i, portrait in enumerate(portraits):
+        s = face_share / head_share * height / portrait.shape[0]
+        img = cv2.resize(portrait, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        x, y = int((i + 0.5) * width / len(portraits) - w / 2), height - h
+        x0, x1, y0 = max(0, x), min(width, x + w), max(0, y)
+        canvas[y0:, x0:x1] = img[y0 - y :, x0 - x : x1 - x]
+    return canvas

@@ -257,6 +257,9 @@ class ReviewApp(App[None]):
         table.add_row("duration", f"{row['duration']:.2f} s, {row['frame_count']} frames")
         table.add_row("source", f"{row['trim_start']:.3f} - {row['trim_end']:.3f} s")
         table.add_row("flags", Text(flags or "none", style="bold red" if flags else "green"))
+        if row["flag_status"] == "done" and row["speech_ratio"] is not None:
+            face = f", face {row['face_height']:.0%} of the height" if row["face_height"] is not None else ""
+            table.add_row("measured", f"speech {row['speech_ratio']:.0%} of the clip{face}")
         table.add_row("decision", decision)
         info.update(table)
 

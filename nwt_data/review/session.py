@@ -49,9 +49,13 @@ class ReviewSession:
     """One reviewer's pass over a workspace's clips."""
 
     def __init__(self, catalog: Catalog, reviewer: str, *, filter: str = "unreviewed",
-                 flagged_first: bool = False) -> None:  # fmt: skip
+                 flagged_first: bool = False, only_flag: str | None = None) -> None:  # fmt: skip
         if not reviewer.strip():
             raise ReviewError("a reviewer name is needed", hint="pass --reviewer NAME")
+        names = [c.removeprefix("flag_") for c in Catalog.FLAG_COLUMNS]
+        if only_flag is not None and only_flag not in names:
+            raise ReviewError(f"unknown flag {only_flag!r}", hint=f"use one of {', '.join(names)}")
+        self.only_flag = only_flag  # keep only clips that raised this automatic flag
         self.catalog = catalog
         self.reviewer = reviewer.strip()
         self.flagged_first = flagged_first
@@ -66,7 +70,7 @@ class ReviewSession:
             raise ReviewError(f"unknown filter {name!r}", hint=f"use one of {', '.join(FILTERS)}")
         current = self.current_id
         self.filter = name
-        self.queue = self.catalog.review_queue(name, flagged_first=self.flagged_first)
+        self.queue = self.catalog.review_queue(name, flagged_first=self.flagged_first, flag=self.only_flag)
         self.position = self.queue.index(current) if current in self.queue else 0
 
     def cycle_filter(self) -> str:

@@ -12,6 +12,7 @@ class StageReport:
     stage: str
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (item, kind, message)
+    warnings: list[str] = field(default_factory=list)  # printed after the summary; the run still succeeds
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

@@ -1,20 +1,17 @@
 """`nwt-data shard`: episode-stratified splits and WebDataset tar shards (Appendix D steps 9-10).
 
-Splits are stratified inside every episode: the episode's clips are ordered by a seeded hash of
-their ids and the first ~5% go to val, the next ~5% to test, the rest to train. A clip's split is
-stored in the catalog the first time it is assigned and never changes, so adding episodes later
-moves nothing. Shards are only ever appended: a run packs the prepared clips no shard holds yet into
+Splits (nwt_data.curation.splits) are stratified inside every episode (~90/5/5, `--split-ratios`),
+topped up over the whole dataset so that val and test are never empty once it has 3 clips. A clip's
+split is stored in the catalog the first time it is assigned and never changes, so adding episodes
+later moves nothing. Shards are only ever appended: a run packs the prepared clips no shard holds yet into
 new shards, each written under a temporary name, hashed and renamed, then recorded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,42 +37,11 @@ from nwt_data.contract import (
     mel_frames_for,
     sha256_of,
 )
+from nwt_data.curation.splits import assign_splits
 from nwt_data.errors import MediaError, NwtError
 from nwt_data.runner import Resources, Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, fsync_folder, write_atomic
-
-
-# --- splits (pure) -----------------------------------------------------------------------------
-def split_rank(seed: int, clip_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{clip_id}".encode()).hexdigest()
-
-
-def assign_splits(clips: dict[str, str | None], seed: int, val: float, test: float) -> dict[str, str]:
-    """Splits for one episode's clips (`clip_id -> split or None`); existing splits are kept.
-
-    Targets are round(n * fraction) val and test clips; an episode of 20 or more clips gets at least
-    one of each. New clips fill what val and test lack, in seeded-hash order; the rest go to train.
-    """
-    n = len(clips)
-    targets = {"val": math.floor(n * val + 0.5), "test": math.floor(n * test + 0.5)}  # halves round up
-    if n >= 20:
-        targets = {k: max(1, v) for k, v in targets.items()}
-    have = defaultdict(int)
-    for split in clips.values():
-        if split:
-            have[split] += 1
-    fresh = sorted((c for c, s in clips.items() if s is None), key=lambda c: split_rank(seed, c))
-    out: dict[str, str] = {}
-    for clip_id in fresh:
-        for split in ("val", "test"):
-            if have[split] < targets[split]:
-                break
-        else:
-            split = "train"
-        have[split] += 1
-        out[clip_id] = split
-    return out
 
 
 # --- samples ---------------------------------------------------------------------------------
@@ -304,9 +270,12 @@ class ShardStage(Stage[ShardPlan, Written]):
         config = self.config
         todo = catalog.clips_prepared(unsharded=True)
         episodes_todo = sorted({c.episode_id for c in todo})
-        for episode_id in episodes_todo:
-            current = {c.clip_id: c.split for c in catalog.clips_prepared(episode_id=episode_id)}
-            catalog.set_splits(assign_splits(current, config.seed, config.val_fraction, config.test_fraction))
+        current = {c.clip_id: (c.episode_id, c.split) for c in catalog.clips_prepared()}
+        splits = assign_splits(current, config.seed, config.val_fraction, config.test_fraction)
+        catalog.set_splits(splits.assigned)
+        report.warnings.extend(splits.warnings())
+        if splits.held_out_episodes:
+            report.add("episodes wholly in val/test", len(splits.held_out_episodes))
         catalog.assign_episode_indices(episodes_todo)
         episodes = {e.episode_id: e for e in catalog.episodes_indexed()}
         report.add("clips already in shards", catalog.count_sharded())
