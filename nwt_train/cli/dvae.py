@@ -45,11 +45,17 @@ def dvae(
 
         def show(step: int, values: dict[str, float]) -> None:
             info = (
-                f"recon {values['loss/recon']:.4f} "
-                f"critic {values['critic/loss']:.3f} {values['speed/clips_per_s']:.1f} clips/s"
+                f"recon {values['loss/recon']:.4f} critic {values['critic/loss']:.3f} "
+                f"perplexity {values['memcodes/argmax_perplexity_mean']:.2f} "
+                f"{values['speed/clips_per_s']:.1f} clips/s"
             )
             bar.update(completed=step, info=info)
 
-        last = train_dvae(config, data, out, progress=show)
+        def warn(message: str) -> None:  # a collapsed Memcode head: loud, above the bar
+            console.print(f"[bold red]{message}[/]", highlight=False)
+
+        last = train_dvae(config, data, out, progress=show, warn=warn)
     if is_main_rank():
-        print_last(f"dvae: {out}", last, console, skip="codebook/")
+        # Per-head and per-critic figures stay in TensorBoard; the table keeps the means.
+        shown = {k: v for k, v in last.items() if "_head" not in k and k.count("/") < 2}
+        print_last(f"dvae: {out}", shown, console, skip="schedule/")

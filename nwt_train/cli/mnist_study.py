@@ -42,6 +42,12 @@ def mnist_study(
     batch_size: Annotated[int, typer.Option(help="Images per update.")] = StudyConfig.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate (generator and critic).")] = StudyConfig.lr,
     seed: Annotated[int, typer.Option(help="Study seed; experiment i uses seed + i.")] = StudyConfig.seed,
+    critic_warmup: Annotated[
+        int, typer.Option(help="Critic updates before the generator's first (adversarial experiments).")
+    ] = StudyConfig.critic_warmup,
+    classifier_steps: Annotated[
+        int, typer.Option(help="a2-pretrained: classifier updates before it is frozen.")
+    ] = StudyConfig.classifier_steps,
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (0: torch default; 1 suits a shared 2-core machine).")
     ] = StudyConfig.threads,
@@ -70,6 +76,8 @@ def mnist_study(
             batch_size=batch_size,
             lr=lr,
             seed=seed,
+            critic_warmup=critic_warmup,
+            classifier_steps=classifier_steps,
             threads=threads,
             verify_md5=verify_md5,
         )

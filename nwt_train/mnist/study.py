@@ -8,6 +8,8 @@ Experiments (names as `--experiment` takes them):
     a2-gen        11 x 2, eq. 8: feature matching on all critic layers but the output, gamma*L_gan, KL.
     a2-class      11 x 2, dVAE-Class: the critic also classifies digits (cross entropy added to eq. 9) and
                   feature matching uses its penultimate layer only.
+    a2-pretrained 11 x 2, A.2's remark: a digit classifier trained first and frozen; the generator matches
+                  its penultimate layer (plus the KL), with no critic.
 The A.2 models are scored by zero-shot nearest-neighbour classification of the test set against the
 training set by Hamming distance between argmax Memcodes (eq. 10), and drawn as Figure 4.
 
@@ -98,9 +100,47 @@ def train_model(
     last: dict[str, float] = {}
     start = time.perf_counter()
     report_every = max(1, steps // 100)
-    for step in range(steps):
+
+    def critic_update(x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """Eq. 9 (+ the digit cross entropy for dVAE-Class) on real x and a detached reconstruction."""
+        assert critic is not None and critic_opt is not None
+        real_out, fake_out = critic(x), critic(fake)
+        penalty = losses.gradient_penalty(critic, x, fake, weight=config.gp_weight, generator=batches)
+        critic_total = losses.critic_loss(real_out, fake_out) + penalty
+        values = {}
+        if kind == "class":
+            ce = F.cross_entropy(critic.classify(real_out[1][-1]), y)
+            critic_total = critic_total + config.class_weight * ce
+            values["critic_ce"] = ce.item()
+        critic_opt.zero_grad(set_to_none=True)
+        critic_total.backward()
+        critic_opt.step()
+        return values | {"critic": critic_total.item()}
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
         pick = torch.randint(len(images), (config.batch_size,), generator=batches)
-        x, y = images[pick], labels[pick]
+        return images[pick], labels[pick]
+
+    if kind == "pretrained":
+        # A digit classifier trained first and then frozen; the generator never sees a critic.
+        assert critic is not None and critic_opt is not None
+        for _ in range(config.classifier_steps):
+            x, y = draw()
+            ce = F.cross_entropy(critic.classify(critic(x)[1][-1]), y)
+            critic_opt.zero_grad(set_to_none=True)
+            ce.backward()
+            critic_opt.step()
+        critic.requires_grad_(False)
+        critic.eval()
+    elif critic is not None:
+        # Critic warm-up: the critic learns features of real digits before the codes start to settle.
+        for _ in range(config.critic_warmup):
+            x, y = draw()
+            with torch.no_grad():
+                fake = model(x)[0]
+            critic_update(x, y, fake)
+    for step in range(steps):
+        x, y = draw()
         reconstruction, _, logits = model(x)
         beta_norm = schedules.kl_weight(
             step, latent_size=latent, input_size=size, midpoint=midpoint, growth=5.0 / midpoint
@@ -113,21 +153,16 @@ def train_model(
             kl = losses.kl_to_uniform(logits)
             loss = recon + beta_norm * kl
             values |= {"recon": recon.item(), "kl": kl.item()}
+        elif kind == "pretrained":
+            # Feature matching on the frozen classifier's penultimate layer, plus the KL (no L_gan).
+            with torch.no_grad():
+                target = critic(x)[1][-1]
+            recon = losses.feature_matching_loss([[target]], [[critic(reconstruction)[1][-1]]])
+            kl = losses.kl_to_uniform(logits)
+            loss = recon + beta_norm * kl
+            values |= {"recon": recon.item(), "kl": kl.item()}
         else:
-            assert critic_opt is not None
-            # Critic update, eq. 9 (+ digit cross entropy for dVAE-Class).
-            fake = reconstruction.detach()
-            real_out, fake_out = critic(x), critic(fake)
-            penalty = losses.gradient_penalty(critic, x, fake, weight=config.gp_weight, generator=batches)
-            critic_total = losses.critic_loss(real_out, fake_out) + penalty
-            if kind == "class":
-                ce = F.cross_entropy(critic.classify(real_out[1][-1]), y)
-                critic_total = critic_total + config.class_weight * ce
-                values["critic_ce"] = ce.item()
-            critic_opt.zero_grad(set_to_none=True)
-            critic_total.backward()
-            critic_opt.step()
-            values["critic"] = critic_total.item()
+            values |= critic_update(x, y, reconstruction.detach())
 
             # Generator update, eq. 8; the critic is frozen so only the generator gets gradients.
             critic.requires_grad_(False)
@@ -416,8 +451,8 @@ def results_markdown(report: dict[str, Any]) -> str:
     lines += [f"| {e} | {m} | {o} | {p} |" for e, m, o, p in result_rows(report)]
     lines += [
         "",
-        "| experiment | heads x codebook | loss | train time (s) | figures |",
-        "|---|---|---|---:|---|",
+        "| experiment | heads x codebook | loss | steps | train time (s) | figures |",
+        "|---|---|---|---:|---:|---|",
     ]
     for experiment, result in report["results"].items():
         links = ", ".join(f"[{f}]({f})" for f in result["figures"])
