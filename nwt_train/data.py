@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import random
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ __all__ = ["DatasetMismatch"]
 
 MEL_PER_FRAME = MEL_FRAMES_PER_VIDEO_FRAME
 MAX_SKIPS_IN_A_ROW = 200
+MIN_EMPTY_SHARDS_IN_A_ROW = 20
 
 
 def parse_description(raw: bytes, path: Path, made_by: str) -> dict[str, Any]:
@@ -201,13 +204,15 @@ def clip_windows(
     if not urls:
         raise DataError(f"split {split!r} has no shards in {dataset.root}")
     window = _WindowStage(make_window, frames, with_mel, seed, dataset.excluded, resume)
+    guard = _NoSampleGuard(split, dataset.root, len(urls), dataset.excluded)
     if samples_per_worker is None:
         stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     else:
         # deterministic=True seeds each worker of each rank differently (wds.pytorch_worker_seed).
-        stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
+        stages = [wds.ResampledShards(urls, seed=seed, deterministic=True), guard.count_shards]
     stages += [
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        guard.count_samples,
         _Shuffle(shuffle_buffer, seed) if shuffle_buffer else _identity,
         window,
     ]
@@ -215,6 +220,36 @@ def clip_windows(
     if samples_per_worker is not None:
         pipeline = pipeline.with_epoch(samples_per_worker)
     return pipeline
+
+
+class _NoSampleGuard:
+    """Resampled shards never end: when shard after shard yields no usable sample, stop with a DataError.
+
+    `tarfile_to_samples` skips an empty or damaged tar without a sample, so the per-sample skip guard
+    of `_WindowStage` never sees anything; this counts shards opened since the last usable sample.
+    """
+
+    def __init__(self, split: str, root: Path, shards: int, excluded: frozenset[str]) -> None:
+        self.split, self.root, self.excluded = split, root, excluded
+        self.limit = max(MIN_EMPTY_SHARDS_IN_A_ROW, 4 * shards)
+        self.opened = 0
+
+    def count_shards(self, source: Iterator[Any]) -> Iterator[Any]:
+        for url in source:
+            self.opened += 1
+            if self.opened > self.limit:
+                raise DataError(
+                    f"no usable sample in the {self.split} shards of {self.root}: {self.limit} shards "
+                    "in a row were empty, damaged or held only excluded clips; run `nwt-data shard` "
+                    "again (or check `nwt-data status`)"
+                )
+            yield url
+
+    def count_samples(self, source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for sample in source:
+            if sample.get("__key__") not in self.excluded:
+                self.opened = 0
+            yield sample
 
 
 def _identity(source: Iterator[Any]) -> Iterator[Any]:
@@ -319,4 +354,52 @@ def training_batches(
     loader = torch.utils.data.DataLoader(
         windows, batch_size=per_rank, num_workers=num_workers, generator=torch.Generator().manual_seed(seed)
     )
-    return iter(loader)
+    return _interruptible(iter(loader))
+
+
+class _StopWaiting(BaseException):
+    """SIGTERM arrived while the trainer waited for data (a BaseException: webdataset's handlers
+    catch every Exception of a shard and go on to the next)."""
+
+
+def _interruptible(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The loader's batches; SIGTERM while waiting for one ends the stream (the trainer then saves).
+
+    The trainer's own SIGTERM handler only sets a flag it checks between steps; a loader that never
+    delivers (unreadable or unreachable shards) would keep it waiting for ever. While we wait, a SIGTERM
+    also runs that handler, then leaves the wait. A DataError raised in a loader worker comes back as
+    one line, not as the worker's traceback.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    while True:
+        previous = (signal.getsignal(signal.SIGTERM) or signal.SIG_DFL) if main else None
+
+        def leave(signum: int, frame: Any, previous: Any = previous) -> None:
+            if callable(previous):
+                previous(signum, frame)
+            raise _StopWaiting
+
+        if main:
+            signal.signal(signal.SIGTERM, leave)
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except _StopWaiting:
+            return
+        except DataError as err:
+            raise DataError(_worker_message(str(err))) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+        yield batch
+
+
+def _worker_message(text: str) -> str:
+    """The original one-line message of an error a DataLoader worker re-raised with its traceback."""
+    marker = "DataError: "
+    lines = [line for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    return lines[-1].strip() if lines else text

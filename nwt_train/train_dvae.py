@@ -127,7 +127,9 @@ def _train(
     clock, clips_seen = time.perf_counter(), 0
     with checkpoint.stop_on_sigterm() as stop, contextlib.closing(logger):
         while step < config.steps and not stop["requested"]:
-            batch = next(batches)
+            batch = next(batches, None)
+            if batch is None:  # SIGTERM while waiting for data: save and stop
+                break
             video = fit_frames(batch["video"].to(ctx.device), config.model.frame_size)
             episode = batch["episode"].to(ctx.device)
             monitor = (step + 1) % config.log_every == 0 or step + 1 == config.steps

@@ -156,7 +156,9 @@ def _train(
     clock, clips_seen = time.perf_counter(), 0
     with checkpoint.stop_on_sigterm() as stop, contextlib.closing(logger):
         while step < config.steps and not stop["requested"]:
-            batch = next(batches)
+            batch = next(batches, None)
+            if batch is None:  # SIGTERM while waiting for data: save and stop
+                break
             codes = batch["codes"].to(ctx.device)
             mel = batch["mel"].to(ctx.device)
             episode = batch["episode"].to(ctx.device)
