@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from nwt_data.contract import CODES_FORMAT, CODES_JSON, fsync_path, sha256_of, write_atomic
+from nwt_train import runlock
 from nwt_train.data import Dataset, decode_video_window, to_unit_range
 from nwt_train.errors import DataError, RunMismatch, TrainConfigError
 from nwt_train.eval_dvae import load_dvae
@@ -114,10 +115,18 @@ def encode_shards(
 
     `on_start(total_clips)` is called once, `on_clip(key, error_or_None)` after each clip. Clips that
     fail to decode are skipped with their error; shards already written by an earlier run are kept.
+    A second encode on the same folder is refused while this one runs; temporary files left by a
+    killed run are removed first.
     """
-    import av
-    import webdataset as wds
+    with runlock.claim(config.out, "encode"):
+        return _encode_all(config, on_start, on_clip)
 
+
+def _encode_all(
+    config: EncodeConfig,
+    on_start: Callable[[int], None] | None,
+    on_clip: Callable[[str, str | None], None] | None,
+) -> dict[str, Any]:
     from nwt_train.dist import setup
 
     dataset = Dataset.open(config.data)
@@ -155,39 +164,16 @@ def encode_shards(
         on_start(sum(int(s.get("samples", 0)) for s in todo))
     failed, incomplete = 0, []
     for shard in todo:
-        failed_here = 0
         final = out / shard["name"]
         tmp = out / f".{shard['name']}.{uuid.uuid4().hex[:8]}.tmp"
-        source = wds.WebDataset(str(dataset.root / shard["name"]), shardshuffle=False)
-        with wds.TarWriter(str(tmp)) as sink:
-            for sample in source:
-                meta = json.loads(sample["json"])
-                key = meta["key"]
-                if sample["__key__"] in dataset.excluded:
-                    continue
-                try:
-                    frames = decode_video_window(sample["mp4"], 0, int(meta["frames"]))
-                    codes = sample_codes(
-                        model, frames, seed=clip_seed(config.seed, key), chunk=config.chunk_frames
-                    )
-                except (ValueError, KeyError, av.FFmpegError) as err:
-                    failed_here += 1
-                    if on_clip is not None:
-                        on_clip(key, f"{type(err).__name__}: {err}")
-                    continue
-                info = {"key": key, "episode_index": int(meta["episode_index"]), "frames": len(codes),
-                        "split": shard["split"]}  # fmt: skip
-                sink.write({
-                    "__key__": sample["__key__"],
-                    "codes.npy": _npy_bytes(codes),
-                    "mel.npy": sample["mel.npy"],
-                    "json": json.dumps(info).encode(),
-                })  # fmt: skip
-                if on_clip is not None:
-                    on_clip(key, None)
+        try:
+            failed_here = _encode_shard(dataset, shard, tmp, model, config, on_clip)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         failed += failed_here
         if failed_here:  # not kept: the next run encodes this shard again, once its clips are fixed
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
             incomplete.append(shard["name"])
             continue
         fsync_path(tmp)
@@ -207,6 +193,84 @@ def encode_shards(
     description["failed_clips"] = failed
     _write_json(described, description)
     return description
+
+
+def _encode_shard(dataset: Dataset, shard: dict[str, Any], tmp: Path, model: DVAE, config: EncodeConfig,
+                  on_clip: Callable[[str, str | None], None] | None) -> int:  # fmt: skip
+    """Encode one source shard into `tmp`; the number of clips (or damaged parts) that failed.
+
+    A damaged clip (a member missing, undecodable video) or a damaged tar (cut short, garbage) is
+    reported through `on_clip` in one line and counted; the caller keeps no output for the shard.
+    """
+    import av
+    import webdataset as wds
+
+    name = shard["name"]
+    fix = "run `nwt-data shard` again to rebuild it"
+    failed = 0
+
+    def report(key: str, error: str | None) -> None:
+        if on_clip is not None:
+            on_clip(key, error)
+
+    damage: list[BaseException] = []
+
+    def stop_on_damage(err: BaseException) -> bool:
+        damage.append(err)
+        return False  # webdataset: stop reading this shard
+
+    source = wds.WebDataset(
+        str(dataset.root / name), shardshuffle=False, handler=stop_on_damage, empty_check=False
+    )
+    with wds.TarWriter(str(tmp), mtime=0.0) as sink:  # fixed member times: a rerun gives the same bytes
+        for sample in source:
+            member_key = sample["__key__"]
+            if member_key in dataset.excluded:
+                continue
+            missing = [m for m in SAMPLE_MEMBERS if m not in sample]
+            if missing or not _safe_key(member_key):
+                what = f"lacks its {' and '.join(missing)} member" if missing else "has an unsafe member name"
+                failed += 1
+                report(member_key, f"in {name} {what} ({fix})")
+                continue
+            try:
+                meta = json.loads(sample["json"])
+                key = str(meta["key"])
+                frames = decode_video_window(sample["mp4"], 0, int(meta["frames"]))
+                codes = sample_codes(
+                    model, frames, seed=clip_seed(config.seed, key), chunk=config.chunk_frames
+                )
+                info = {"key": key, "episode_index": int(meta["episode_index"]), "frames": len(codes),
+                        "split": shard["split"]}  # fmt: skip
+            except (ValueError, KeyError, TypeError, av.FFmpegError) as err:
+                failed += 1
+                report(member_key, f"in {name}: {type(err).__name__}: {err}")
+                continue
+            sink.write({
+                "__key__": member_key,
+                "codes.npy": _npy_bytes(codes),
+                "mel.npy": sample["mel.npy"],
+                "json": json.dumps(info).encode(),
+            })  # fmt: skip
+            report(key, None)
+    if damage:
+        failed += 1
+        report(name, f"is damaged ({_first_line(damage[0])}; {fix})")
+    return failed
+
+
+SAMPLE_MEMBERS = ("mp4", "mel.npy", "json")
+
+
+def _safe_key(key: str) -> bool:
+    return bool(key) and not key.startswith("/") and ".." not in Path(key).parts
+
+
+def _first_line(err: BaseException) -> str:
+    """webdataset wraps a tar error with the url in its args: keep the tar error's own words."""
+    inner = next((a for a in err.args if isinstance(a, BaseException)), err)
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    return text
 
 
 def _refuse_other_codes(earlier: dict[str, Any], identity: dict[str, Any], config: EncodeConfig,

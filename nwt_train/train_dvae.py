@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nwt_data.contract import FRAME_HEIGHT, FRAME_WIDTH, VIDEO_FPS
-from nwt_train import checkpoint, dist, losses, schedules
+from nwt_train import checkpoint, dist, losses, runlock, schedules
 from nwt_train.config import DVAETrainConfig, to_json
 from nwt_train.data import Dataset, training_batches
 from nwt_train.errors import TrainConfigError
@@ -83,7 +83,7 @@ def train_dvae(
     `warn(message)` gets the Memcode health warnings (default: `warnings.warn`); they also go to
     TensorBoard as text (`health/warning`).
     """
-    with dist.running(config.device) as ctx:
+    with dist.running(config.device) as ctx, runlock.claim(run_dir, "trainer", enabled=ctx.is_main):
         return _train(config, data, run_dir, ctx, progress, warn)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nwt_train import checkpoint, dist, schedules
+from nwt_train import checkpoint, dist, runlock, schedules
 from nwt_train.config import PriorTrainConfig, to_json
 from nwt_train.data import code_window, training_batches
 from nwt_train.encode import open_codes
@@ -98,7 +98,7 @@ def train_prior(
     config: PriorTrainConfig, data: Path, run_dir: Path, *, progress: Any = None
 ) -> dict[str, float]:
     """Train until `config.steps` on the Memcode set `data`; return the last logged values."""
-    with dist.running(config.device) as ctx:
+    with dist.running(config.device) as ctx, runlock.claim(run_dir, "trainer", enabled=ctx.is_main):
         return _train(config, data, run_dir, ctx, progress)
 
 

@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from nwt_train.cli.common import lazy_bar, make_config, report_errors
 
@@ -47,7 +48,8 @@ def encode(
         def clip_done(key: str, error: str | None) -> None:
             if error:
                 errors.append(key)
-                console.print(f"[red]✗[/] {key} {error}", highlight=False)
+                # One line per failure (no hard wrapping), so the list can be grepped.
+                console.print(Text.assemble(("✗ ", "red"), f"{key} {error}"), soft_wrap=True)
             bar.update(advance=1)
 
         description = encode_shards(config, on_start=lambda n: bar.update(total=n), on_clip=clip_done)
@@ -65,7 +67,8 @@ def encode(
     if errors or not description["complete"]:
         missing = ", ".join(description["incomplete_shards"])
         console.print(
-            f"[red]{len(errors)} clip(s) failed[/]; their shards ({missing}) were not kept. Fix the clips "
-            "(or reject them in `nwt-data review` and run `nwt-data shard`), then run encode again"
+            f"[red]{len(errors)} clip(s) or shard(s) failed[/]; their shards ({missing}) were not kept. "
+            "Fix them (or reject the clips in `nwt-data review` and run `nwt-data shard`), then run "
+            "encode again"
         )
         raise typer.Exit(1)
