@@ -186,6 +186,30 @@ def probe(path: Path, *, rotation: bool = False) -> MediaInfo:
         )
 
 
+def truncation(info: MediaInfo, *, tolerance: float = 0.5) -> str | None:
+    """Why the file looks cut short, or None: its streams end well before the container says.
+
+    A faststart MP4 cut part-way keeps its index (the container still declares the whole length) but
+    loses the media data, so demuxing just stops early. `tolerance` (seconds, and at least 2% of the
+    length) absorbs encoder priming and rounding.
+    """
+    declared = info.container_duration
+    parts = [info.video] + ([info.audio] if info.audio is not None and info.has_audio else [])
+    streams = max(p.end for p in parts) - min(p.start for p in parts)
+    if declared <= 0 or declared - streams <= max(tolerance, 0.02 * declared):
+        return None
+    return f"the file holds {streams:.2f} s of the {declared:.2f} s its container declares (cut short)"
+
+
+def probe_whole(path: Path) -> MediaInfo:
+    """`probe` with the display rotation, refusing a file that was cut short (a truncated download)."""
+    info = probe(path, rotation=True)
+    reason = truncation(info)
+    if reason:
+        raise MediaError(reason, "the transfer stopped part-way; run fetch again with --retry-failed")
+    return info
+
+
 def _rotation(path: Path) -> int:
     import av
 

@@ -25,7 +25,7 @@ from nwt_data.contract import sha256_of
 from nwt_data.errors import FetchError, ManifestError, MediaError, NwtError
 from nwt_data.manifest import Manifest, read_manifest
 from nwt_data.media.ffmpeg import ffmpeg_exe
-from nwt_data.media.probe import probe
+from nwt_data.media.probe import probe, probe_whole
 from nwt_data.runner import Resources, Selection, Stage, run_stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace, fsync_folder, fsync_path
@@ -214,7 +214,7 @@ def fetch_episode(ws: Workspace, source: EpisodeSource, config: FetchConfig, *,
                     raise
                 time.sleep(config.backoff_seconds * 2 ** (attempts - 1) * random.uniform(0.5, 1.5))
         try:
-            facts = probe(downloaded, rotation=True).facts()
+            facts = probe_whole(downloaded).facts()  # also refuses a download cut short
         except MediaError as err:
             shutil.rmtree(work_dir, ignore_errors=True)  # a bad file must not be resumed next time
             bad = _fetch_error(f"downloaded file: {err}", "invalid-media")
