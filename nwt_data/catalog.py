@@ -392,9 +392,28 @@ _STAGE_TABLE = {"fetch": "episodes", "segment": "episodes", "flag": "clips", "ma
 _STAGE_SCOPE = {"fetch": "1", "segment": "1", "flag": "status = 'ok'", "mask": "1"}
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open for reading only. A WAL catalog in a folder we cannot write has no -shm to share: then
+    read it as an immutable file (nobody can be writing to it there)."""
+    uri = Path(path).resolve().as_uri()
+    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + suffix, uri=True, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+    raise WorkspaceError(f"cannot read the catalog {path}", hint="check that the file is there and readable")
+
+
 class Catalog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        if read_only:  # status: no PRAGMA or schema writes, so a read-only workspace can be looked at
+            self.conn = _connect_read_only(path)
+            self.conn.row_factory = sqlite3.Row
+            self._check_version()
+            return
         self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")

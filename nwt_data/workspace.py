@@ -74,7 +74,10 @@ class Workspace:
         self.locks_dir = root / "locks"
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Workspace:
+    def open(
+        cls, path: str | os.PathLike[str] | None = None, *, create: bool = True, read_only: bool = False
+    ) -> Workspace:
+        """The workspace at `path`; `read_only` (status) writes nothing, so a read-only copy opens too."""
         root = resolve_root(path)
         ws = cls(root)
         if not ws.catalog_path.exists() and not create:
@@ -84,6 +87,8 @@ class Workspace:
             )
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"workspace path {root} is a file, not a folder")
+        if read_only:
+            return ws
         for folder in (root, ws.episodes_dir, ws.clips_dir, ws.prepared_dir, ws.shards_dir, ws.tmp_dir,
                        ws.locks_dir):  # fmt: skip
             folder.mkdir(parents=True, exist_ok=True)

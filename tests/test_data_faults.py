@@ -63,3 +63,110 @@ def test_a_download_cut_short_is_refused(tmp_path: Path, media_server, make_vide
     assert "cut short" in rows["half"]["fetch_error"], rows["half"]["fetch_error"]
     assert not (ws / "episodes" / "half.mp4").exists()
     assert json.loads(rows["whole"]["probe"])["duration"] == pytest.approx(8.0, abs=0.05)
+
+
+# --- review import ------------------------------------------------------------------------------
+def _review_catalog(tmp_path: Path) -> Catalog:
+    from nwt_data.catalog import EpisodeSource
+
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    catalog.add_episode(EpisodeSource("a", "http://x/a.mp4", "url", None, {}))
+    clips = [
+        {"clip_id": f"a_{i:05d}", "episode_id": "a", "clip_index": i, "path": f"clips/a/a_{i:05d}.mp4",
+         "start_time": 4.0 * i, "end_time": 4.0 * i + 4, "start_pts": 0, "end_pts": 0, "time_base": "1/30",
+         "clip_offset": 0.0, "segment_frame_count": 120, "has_audio": 1, "status": "ok", "flags": "",
+         "flag_status": "done"}
+        for i in range(3)
+    ]  # fmt: skip
+    catalog.save_segmentation("a", clips, {})
+    return catalog
+
+
+def test_parse_decisions_reads_a_bom_and_reports_bad_lines() -> None:
+    from nwt_data.review.session import parse_decisions
+
+    bom_csv = "\ufeffclip_id,review,review_reason\na_00000,accepted,\n".encode()
+    records, problems = parse_decisions(bom_csv, "d.csv")
+    assert records[0]["clip_id"] == "a_00000" and problems == []
+    lines = b'{"clip_id": "a_00000", "review": "accepted"}\n[1, 2]\n"text"\n{broken\n'
+    records, problems = parse_decisions(lines, "d.jsonl")
+    assert [r["clip_id"] for r in records] == ["a_00000"]
+    assert problems == [
+        "d.jsonl line 2 is a JSON list, not an object",
+        "d.jsonl line 3 is a JSON str, not an object",
+        "d.jsonl line 4 is not JSON: Expecting property name enclosed in double quotes",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message", "code", "applied"),
+    [
+        ("d.csv", "clip_id,review\na_00000,accepted\n".encode("utf-16"), "is not UTF-8 text", 2, 0),
+        ("d.csv", b"\xef\xbb\xbfclip_id,review\na_00000,accepted\na_00001,accepted\n", None, 0, 2),
+        ("d.jsonl", b'{"clip_id": "a_00000", "review": "accepted"}\n[1]\n', "not an object", 1, 1),
+        ("d.csv", b"id;decision\na_00000;accepted\n", "has no clip_id column", 2, 0),
+        ("d.csv", b"clip_id,review,reviewed_at\na_00000,accepted,yesterday\n"
+                  b"a_00001,accepted,2024-05-01T12:00:00Z\n",
+         "reviewed_at 'yesterday' is not an ISO 8601 time", 1, 1),
+    ],
+    ids=["utf-16", "bom", "jsonl-list", "no-clip-id-column", "reviewed-at"],
+)  # fmt: skip
+def test_review_import_of_bad_files_is_one_line(
+    tmp_path: Path, cli, name, raw, message, code, applied
+) -> None:
+    from nwt_data.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    catalog = _review_catalog(ws.root)
+    assert catalog.path == ws.catalog_path
+    path = tmp_path / name
+    path.write_bytes(raw)
+    result = cli("review", "-w", ws.root, "--import", path)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    if message:
+        lines = [line for line in result.output.splitlines() if message in line]
+        assert len(lines) == 1, result.output
+    decided = [c for c in ("a_00000", "a_00001", "a_00002") if Catalog(ws.catalog_path).clip(c)["review"]]
+    assert len(decided) == applied
+
+
+# --- a read-only workspace ------------------------------------------------------------------------
+def _as_unprivileged(argv: list[str]) -> list[str]:
+    """Root ignores file modes; drop the capability that lets it (CAP_DAC_OVERRIDE) for this command."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return argv
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot be simulated")
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", "--", *argv]
+
+
+def test_status_reads_a_read_only_workspace(tmp_path: Path, cli) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("episode_id,url\n")
+    ws = tmp_path / "ws"
+    assert cli("fetch", manifest, "-w", ws).exit_code == 0
+    before = {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()}
+    folders = [ws, *(p for p in ws.rglob("*") if p.is_dir())]
+    for path in [*before, *folders]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        entry = "from nwt_data.cli.app import main; main()"
+        argv = _as_unprivileged([sys.executable, "-c", entry, "status", "-w", str(ws), "--json"])
+        env = os.environ | {"COLUMNS": "200"}
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+    finally:
+        for path in [*folders, *before]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fetch (episodes)" in json.loads(done.stdout)
+    assert {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()} == before

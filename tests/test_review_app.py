@@ -158,3 +158,24 @@ def test_in_tmux_as_a_person_would(review_workspace: Path, tmp_path: Path) -> No
         queue[0]: ("accepted", None, None, "tmux-person"),
         queue[1]: ("rejected", "other_person", None, "tmux-person"),
     }
+
+
+def test_the_frame_timer_survives_other_screens_and_quitting(review_workspace: Path) -> None:
+    """The 15 Hz timer and decode callbacks once looked `#frame` up on whatever screen was on top."""
+
+    async def run() -> ReviewApp:
+        session = ReviewSession(Catalog(review_workspace / "catalog.sqlite"), "pilot")
+        app = ReviewApp(session, review_workspace)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _wait_for_frame(app, pilot, session.queue[0])
+            assert app.playing
+            await pilot.press("question_mark")  # the help screen covers the player...
+            shown = app.frame_index
+            await pilot.pause(0.6)  # ...while about nine ticks move the clip on underneath
+            assert app.screen.__class__.__name__ == "HelpScreen" and app.frame_index != shown
+            await pilot.press("escape", "q")
+        return app
+
+    app = asyncio.run(run())
+    app.playing = True
+    app._tick()  # a tick that fires after the screen is gone does nothing

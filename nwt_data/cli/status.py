@@ -22,8 +22,8 @@ def status(
 
     [bold]Example:[/] nwt-data status --workspace lwt
     """
-    ws = Workspace.open(workspace, create=False)
-    counts = Catalog(ws.catalog_path).stage_counts()
+    ws = Workspace.open(workspace, create=False, read_only=True)
+    counts = Catalog(ws.catalog_path, read_only=True).stage_counts()
     if as_json:
         print(json.dumps(counts, indent=2, sort_keys=True))
         return

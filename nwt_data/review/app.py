@@ -153,8 +153,17 @@ class ReviewApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"reviewer {self.session.reviewer}"
-        self.set_interval(1 / 15, self._tick)
+        # The main screen's widgets, held here: App.query_one searches the screen on top (help, jump)
+        # or none at all while quitting, and the 15 Hz timer and decode threads run through both.
+        self.frame_view = self.query_one("#frame")
+        self.info_box = self.query_one("#info", Static)
+        self.queue_line = self.query_one("#queue", Static)
+        self.message_box = self.query_one("#message", Static)
+        self.ticker = self.set_interval(1 / 15, self._tick)
         self.show_current()
+
+    def on_unmount(self) -> None:
+        self.ticker.stop()
 
     # --- showing clips ------------------------------------------------------------------------
     def show_current(self) -> None:
@@ -163,7 +172,7 @@ class ReviewApp(App[None]):
         row = self.session.current()
         self._render_info(row)
         if row is None:
-            self.query_one("#frame").image = None
+            self.frame_view.image = None
             return
         self.shown_at[row["clip_id"]] = time.perf_counter()
         decoded = self.cache.get(row["clip_id"])
@@ -216,12 +225,12 @@ class ReviewApp(App[None]):
         if not decoded.frames:
             return
         self.frame_index = max(0, min(self.frame_index, len(decoded.frames) - 1))
-        self.query_one("#frame").image = decoded.frames[self.frame_index]
+        self.frame_view.image = decoded.frames[self.frame_index]
         self.ready_at.setdefault(decoded.clip_id, time.perf_counter())
 
     def _tick(self) -> None:
         decoded = self.cache.get(self.session.current_id or "")
-        if not self.playing or decoded is None or not decoded.times:
+        if not self.is_running or not self.playing or decoded is None or not decoded.times:
             return
         elapsed = self.play_offset + time.perf_counter() - self.play_started
         if elapsed > decoded.times[-1]:  # loop the clip
@@ -232,12 +241,12 @@ class ReviewApp(App[None]):
             self._show_frame(decoded)
 
     def _render_info(self, row: Any) -> None:
-        info = self.query_one("#info", Static)
+        info = self.info_box
         s = self.session
         queue_line = f"{min(s.position + 1, len(s.queue))}/{len(s.queue)} · filter {s.filter}"
         counts = s.counts()
         queue_line += "".join(f" · {k} {v}" for k, v in sorted(counts.items()))
-        self.query_one("#queue", Static).update(queue_line)
+        self.queue_line.update(queue_line)
         if row is None:
             info.update(
                 Text(f"Nothing left in the {s.filter} queue.\nPress f to change the filter, q to quit.")
@@ -265,7 +274,7 @@ class ReviewApp(App[None]):
 
     def say(self, message: str) -> None:
         self.message = message
-        self.query_one("#message", Static).update(message)
+        self.message_box.update(message)
 
     # --- actions -----------------------------------------------------------------------------------
     def _after_move(self, message: str = "") -> None:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -198,23 +199,61 @@ def export_decisions(catalog: Catalog, path: Path) -> int:
     return len(rows)
 
 
+def parse_decisions(raw: bytes, name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of an exported decision file (CSV or, for a .jsonl name, JSON Lines) and one-line
+    problems with the lines that could not be read. Pure: no catalog, no disk."""
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM (spreadsheet exports) is not part of the first column
+    except UnicodeDecodeError as err:
+        raise ReviewError(
+            f"{name} is not UTF-8 text (byte {err.start} is {raw[err.start : err.start + 1]!r})",
+            hint="save it as UTF-8 (CSV UTF-8 in a spreadsheet) and import it again",
+        ) from None
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    if name.lower().endswith(".jsonl"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                problems.append(f"{name} line {number} is not JSON: {err.msg}")
+                continue
+            if not isinstance(value, dict):
+                problems.append(f"{name} line {number} is a JSON {type(value).__name__}, not an object")
+                continue
+            records.append(value)
+        return records, problems
+    reader = csv.DictReader(io.StringIO(text))
+    if text.strip() and "clip_id" not in (reader.fieldnames or []):
+        raise ReviewError(
+            f"{name} has no clip_id column (its header: {', '.join(reader.fieldnames or [])})",
+            hint=f"use a file written by `nwt-data review --export` (columns {', '.join(EXPORT_FIELDS)})",
+        )
+    return list(reader), problems
+
+
+def check_reviewed_at(value: Any) -> str | None:
+    """An ISO 8601 time as exported (None when absent); ValueError for anything else."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"reviewed_at {text!r} is not an ISO 8601 time (2024-05-01T12:00:00)") from None
+    return text
+
+
 def import_decisions(catalog: Catalog, path: Path, reviewer: str | None = None) -> tuple[int, list[str]]:
     """Apply decisions from CSV or JSONL; return (applied, one-line problems)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as err:
         raise ReviewError(f"cannot read {path}: {err.strerror or err}") from err
-    if path.suffix.lower() == ".jsonl":
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ReviewError(f"{path.name} line {number} is not JSON: {err.msg}") from err
-    else:
-        records = list(csv.DictReader(io.StringIO(text)))
-    applied, problems = 0, []
+    records, problems = parse_decisions(raw, path.name)
+    applied = 0
     for record in records:
         clip_id = str(record.get("clip_id") or "")
         review = record.get("review") or None
@@ -223,9 +262,14 @@ def import_decisions(catalog: Catalog, path: Path, reviewer: str | None = None) 
             problems.append(f"{clip_id or '?'}: bad decision {review!r}/{reason!r}")
             continue
         try:
+            at = check_reviewed_at(record.get("reviewed_at"))
+        except ValueError as err:
+            problems.append(f"{clip_id or '?'}: {err}")
+            continue
+        try:
             note = record.get("review_note") or None
             who = reviewer or record.get("reviewer") or "import"
-            write_decision(catalog, clip_id, review, reason, note, who, record.get("reviewed_at") or None)
+            write_decision(catalog, clip_id, review, reason, note, who, at)
             applied += 1
         except ReviewError as err:
             problems.append(str(err))
