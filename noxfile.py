@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -23,7 +25,19 @@ def install(session: nox.Session, extras: str = "") -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite (real ffmpeg, yt-dlp over 127.0.0.1, SQLite, a local Ray cluster)."""
     install(session, "[dev,ray]")
+    ensure_chromium(session)
     session.run("pytest", *(session.posargs or ["-q"]))
+
+
+def ensure_chromium(session: nox.Session) -> None:
+    """The report test opens a report in headless Chromium: Debian's package, installed when missing
+    and apt can (as root); otherwise that one test skips."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    quiet = {"external": True, "silent": True, "success_codes": list(range(256))}
+    session.run("apt-get", "update", "-qq", **quiet)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+                env={"DEBIAN_FRONTEND": "noninteractive"}, **quiet)  # fmt: skip
 
 
 @nox.session

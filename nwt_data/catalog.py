@@ -764,6 +764,17 @@ class Catalog:
     }
     DECISION_COLUMNS = ("review", "review_reason", "review_note", "reviewer", "reviewed_at")
 
+    REPORT_COLUMNS = (
+        "clip_id", "episode_id", "status", "reason", "duration", "review", "review_reason", "split",
+        "flag_status", "flags", "masked_fraction", "speech_ratio",
+    )  # fmt: skip
+
+    def report_rows(self) -> list[sqlite3.Row]:
+        """What `nwt-data report` counts, for every clip (plain rows: fast for 100,000 clips)."""
+        return self.conn.execute(
+            f"SELECT {', '.join(self.REPORT_COLUMNS)} FROM clips ORDER BY episode_id, clip_index"
+        ).fetchall()
+
     def review_queue(self, filter: str, *, flagged_first: bool = False, flag: str | None = None) -> list[str]:
         """Clip ids of the kept clips in `filter` (see REVIEW_FILTERS), in review order; with `flag`,
         only those that raised that automatic flag."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nwt_data.cli import demo, fetch, flag, mask, review, segment, shard, status
+from nwt_data.cli import demo, fetch, flag, mask, report, review, segment, shard, status
 
 app = typer.Typer(
     name="nwt-data",
@@ -23,6 +23,7 @@ app.command("review")(review.review)
 app.command("mask")(mask.mask)
 app.command("shard")(shard.shard)
 app.command("status")(status.status)
+app.command("report")(report.report)
 app.command("demo")(demo.demo)
 
 
