@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s bench`, `nox -s demo`."""
+"""Developer sessions: `nox -s tests`, `nox -s quick`, `nox -s lint`, `nox -s bench`, `nox -s demo`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ def ensure_chromium(session: nox.Session) -> None:
     session.run("apt-get", "update", "-qq", **quiet)
     session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
                 env={"DEBIAN_FRONTEND": "noninteractive"}, **quiet)  # fmt: skip
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The fast tier for the inner loop: tests that build no media, shards, models or clusters."""
+    install(session, "[dev]")
+    session.run("pytest", "-m", "quick", *(session.posargs or ["-q"]))
 
 
 @nox.session

@@ -97,3 +97,33 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_mask(ws, catalog, data_config.MaskConfig(workers=1, include_unreviewed=True), quiet)
     run_shard(ws, catalog, data_config.ShardConfig(), quiet)
     return ws.shards_dir
+
+
+# --- the fast tier (`nox -s quick`, `pytest -m quick`) -------------------------------------------
+# A test is quick when it is not marked slow and builds no media, shards, models or clusters: these
+# fixtures (and the few tests below that start training processes themselves) take seconds each.
+HEAVY_FIXTURES = frozenset({
+    "shards", "make_video", "media_server", "served", "review_workspace", "dvae_run", "codes", "far_run",
+    "mar_run", "speech", "shared_media", "studio_workspace", "segmented", "three_shards", "ray_address",
+    "counting_server", "slow_server", "make_real_variants", "portraits", "fake_mnist", "fake_digits",
+    "scored",
+})  # fmt: skip
+HEAVY_TESTS = frozenset({
+    "test_two_process_ddp_gradients_match_one_process",
+    "test_accumulation_under_two_process_ddp_equals_one_batch",
+    "test_prior_trains_under_torchrun_with_two_processes",
+    "test_demo_runs_end_to_end_and_resumes",
+    "test_dvae_accumulation_2x1_equals_batch_2",
+    "test_prior_accumulation_2x1_equals_batch_2",
+    "test_paper_preset_maps_a_clip_to_a_16x14x8_grid_and_back",
+    "test_describe_prior_counts_the_real_model",
+    "test_integer_pcm_stereo_audio_is_read_at_the_right_scale_and_pitch",
+    "test_cut_score_finds_hard_cuts_and_fades",
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if not heavy and item.get_closest_marker("slow") is None and item.originalname not in HEAVY_TESTS:
+            item.add_marker(pytest.mark.quick)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from nwt_data.cli import demo, fetch, flag, mask, report, review, segment, shard, status
+from nwt_data.helptext import tidy
 
 app = typer.Typer(
     name="nwt-data",
@@ -25,6 +26,8 @@ app.command("shard")(shard.shard)
 app.command("status")(status.status)
 app.command("report")(report.report)
 app.command("demo")(demo.demo)
+
+tidy(app)  # help that reads well at 80 columns
 
 
 def main() -> None:

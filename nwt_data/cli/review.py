@@ -5,14 +5,13 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from nwt_data.catalog import Catalog
 from nwt_data.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, console, err_console, handle_errors
 from nwt_data.review.session import (
-    FILTERS,
     ReviewSession,
     accept_unflagged,
     export_decisions,
@@ -31,7 +30,9 @@ def review(
     reviewer: Annotated[
         str | None, typer.Option(help="Your name in the catalog \\[default: $NWT_REVIEWER or your login].")
     ] = None,
-    filter: Annotated[str, typer.Option(help=f"Start with this queue: {', '.join(FILTERS)}.")] = "unreviewed",
+    filter: Annotated[
+        Literal["unreviewed", "flagged", "rejected", "all"], typer.Option(help="Start with this queue.")
+    ] = "unreviewed",
     flagged_first: Annotated[bool, typer.Option(help="Put clips with automatic flags first.")] = False,
     flag: Annotated[
         str | None, typer.Option(help="Only clips that raised this automatic flag, e.g. no_speech.")

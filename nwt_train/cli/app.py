@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from nwt_data.helptext import tidy
 from nwt_train.cli import describe, dvae, encode, env, eval_dvae, generate, mnist_study, prior
 
 app = typer.Typer(
@@ -22,6 +23,9 @@ app.command("generate")(generate.generate)
 app.command("eval-dvae")(eval_dvae.eval_dvae)
 app.command("mnist-study")(mnist_study.mnist_study)
 app.command("describe")(describe.describe)
+
+
+tidy(app)
 
 
 def main() -> None:

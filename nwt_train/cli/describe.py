@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -26,9 +26,9 @@ PARTS = {
 def describe(
     model: Annotated[str, typer.Argument(help="dvae or prior.")],
     arch: Annotated[
-        str, typer.Option(help="prior: far (a frame per step) or mar (a Memcode per step).")
+        Literal["far", "mar"], typer.Option(help="prior: far (a frame per step) or mar (a Memcode per step).")
     ] = "far",
-    preset: Annotated[str, typer.Option(help="paper or tiny.")] = "paper",
+    preset: Annotated[Literal["paper", "tiny"], typer.Option(help="The model preset.")] = "paper",
     config_file: ConfigFile = None,
     overrides: Overrides = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,

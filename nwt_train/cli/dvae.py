@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -24,7 +24,9 @@ from nwt_train.cli.common import (
 def dvae(
     data: Annotated[Path, typer.Option(help="The shards folder (with dataset.json) of `nwt-data shard`.")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
-    preset: Annotated[str, typer.Option(help="paper (Table 4, C.2.1) or tiny (CPU-sized).")] = "paper",
+    preset: Annotated[
+        Literal["paper", "tiny"], typer.Option(help="paper (Table 4, C.2.1) or tiny (CPU-sized).")
+    ] = "paper",
     config_file: ConfigFile = None,
     overrides: Overrides = None,
 ) -> None:

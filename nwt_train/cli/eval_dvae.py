@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ SHORT = {
 def eval_dvae(
     run: Annotated[Path, typer.Option(help="A run folder of `nwt-train dvae`.")],
     data: Annotated[Path, typer.Option(help="The shards folder (with dataset.json).")],
-    split: Annotated[str, typer.Option(help="val, test (or train).")] = "test",
+    split: Annotated[Literal["train", "val", "test"], typer.Option(help="The split to score.")] = "test",
     chunk: Annotated[
         int | None, typer.Option(help="Frames decoded at a time (default: training window).")
     ] = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -26,8 +26,12 @@ def prior(
         Path, typer.Option(help="The Memcode shards folder (with codes.json) of `nwt-train encode`.")
     ],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
-    arch: Annotated[str, typer.Option(help="far (a frame per step) or mar (a Memcode per step).")] = "far",
-    preset: Annotated[str, typer.Option(help="paper (Tables 5/6, C.2.2) or tiny (CPU-sized).")] = "paper",
+    arch: Annotated[
+        Literal["far", "mar"], typer.Option(help="far (a frame per step) or mar (a Memcode per step).")
+    ] = "far",
+    preset: Annotated[
+        Literal["paper", "tiny"], typer.Option(help="paper (Tables 5/6, C.2.2) or tiny (CPU-sized).")
+    ] = "paper",
     config_file: ConfigFile = None,
     overrides: Overrides = None,
 ) -> None:
