@@ -86,3 +86,27 @@ class FetchError(NwtError):
     @property
     def retryable(self) -> bool:
         return self.kind in ("throttled", "network")
+
+
+class DiskFullError(NwtError):
+    """The disk (or quota) filled up while writing."""
+
+    kind = "disk-full"
+
+
+def from_os_error(err: OSError) -> NwtError | None:
+    """A full disk as one line that says what to do, or None for any other OSError.
+
+    Besides ENOSPC/EDQUOT, a short write ("84000 requested and 55232 written", as PyAV and ffmpeg
+    report it) means the same thing.
+    """
+    import errno
+    import re
+
+    short_write = re.search(r"\d+ requested and \d+ written", str(err))
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT) and not short_write:
+        return None
+    where = f" writing {err.filename}" if err.filename else ""
+    return DiskFullError(
+        f"the disk is full{where}", hint="free some space and run the command again; finished items are kept"
+    )

@@ -32,7 +32,7 @@ from rich.progress import (
 
 from nwt_data.catalog import Catalog, Failure, RunStatus
 from nwt_data.config import RunConfig, to_dict
-from nwt_data.errors import NwtError
+from nwt_data.errors import NwtError, from_os_error
 from nwt_data.stages import StageReport
 from nwt_data.workspace import Workspace
 
@@ -58,6 +58,9 @@ def call_item(work: Callable[[Any], T], key: str, item: Any) -> Outcome[T]:
     except NwtError as err:
         return Outcome(key, error=err)
     except Exception as err:  # a bug or an unforeseen library error: record it, keep going
+        known = from_os_error(err) if isinstance(err, OSError) else None
+        if known is not None:  # a full disk: what to do, not a raw OSError
+            return Outcome(key, error=known)
         if os.environ.get("NWT_DEBUG"):
             traceback.print_exc()
         message = f"{type(err).__name__}: {err}".splitlines()[0]

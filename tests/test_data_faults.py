@@ -170,3 +170,57 @@ def test_status_reads_a_read_only_workspace(tmp_path: Path, cli) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fetch (episodes)" in json.loads(done.stdout)
     assert {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()} == before
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+def _fill_the_disk(_: object) -> None:
+    raise OSError("84000 requested and 55232 written")  # how PyAV reports a write cut short
+
+
+def _no_space(_: object) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device", "prepared/a.mp4")
+
+
+def _other(_: object) -> None:
+    raise OSError(5, "Input/output error")
+
+
+def test_a_full_disk_is_one_line_that_says_what_to_do() -> None:
+    from nwt_data.runner import call_item
+
+    for work in (_fill_the_disk, _no_space):
+        outcome = call_item(work, "clip", None)
+        assert outcome.error is not None and outcome.error.kind == "disk-full"
+        assert (
+            "the disk is full" in outcome.error.one_line() and "free some space" in outcome.error.one_line()
+        )
+    assert "prepared/a.mp4" in call_item(_no_space, "clip", None).error.one_line()
+    other = call_item(_other, "clip", None).error
+    assert other is not None and other.kind != "disk-full" and "Input/output error" in str(other)
+
+
+def test_a_full_disk_outside_an_item_is_one_line(monkeypatch) -> None:
+    import errno
+
+    import typer
+    from typer.testing import CliRunner
+
+    from nwt_data.cli.common import handle_errors
+
+    monkeypatch.delenv("NWT_DEBUG", raising=False)
+    probe = typer.Typer()
+
+    @probe.command()
+    @handle_errors
+    def write() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "shards/train-000000.tar")
+
+    result = CliRunner().invoke(probe, [], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "error: the disk is full writing shards/train-000000.tar (free some space and run the command "
+        "again; finished items are kept)"
+    ]

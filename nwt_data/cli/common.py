@@ -17,7 +17,7 @@ from nwt_data import config as cfg
 from nwt_data import runner
 from nwt_data.catalog import Catalog, RunStatus
 from nwt_data.config import RunConfig
-from nwt_data.errors import NwtError
+from nwt_data.errors import NwtError, from_os_error
 from nwt_data.runner import Stage
 from nwt_data.stages import StageReport
 from nwt_data.workspace import DEFAULT_DIR, ENV_VAR, Workspace
@@ -69,6 +69,13 @@ def handle_errors(func: F) -> F:
                 raise
             err_console.print("[bold red]error:[/] ", end="")
             err_console.print(err.one_line(), soft_wrap=True, markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except OSError as err:  # a full disk outside any item (shard's tar writer, the catalog)
+            known = from_os_error(err)
+            if known is None or os.environ.get("NWT_DEBUG"):
+                raise
+            err_console.print("[bold red]error:[/] ", end="")
+            err_console.print(known.one_line(), soft_wrap=True, markup=False, highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print(
