@@ -181,8 +181,15 @@ def measure(setting: Setting, manifest: Path, work: Path) -> Measured:
 
         temp = tempfile.mkdtemp(prefix="nwt-ray-", dir="/tmp")
         cpu0 = tree_cpu(os.getpid())
-        ray.init(num_cpus=setting.cpus, include_dashboard=False, _temp_dir=temp, logging_level="ERROR",
-                 log_to_driver=False)  # fmt: skip
+        for attempt in range(3):  # a busy machine can make the head miss its start-up deadline
+            try:
+                ray.init(num_cpus=setting.cpus, include_dashboard=False, _temp_dir=temp,
+                         logging_level="ERROR", log_to_driver=False)  # fmt: skip
+                break
+            except Exception:  # Ray raises a bare Exception for a timed-out start
+                ray.shutdown()
+                if attempt == 2:
+                    raise
         # One warm-up task per CPU, all at once, so each worker process pays its start-up here.
         warm = ray.remote(_warm).options(num_cpus=1)
         ray.get([warm.remote() for _ in range(setting.cpus)])
@@ -225,6 +232,10 @@ def main() -> None:
             console.print(
                 f"  {setting.name}: {sum(m.wall.values()):.1f} s wall, {sum(m.cpu.values()):.1f} CPU-s"
             )
+            for stage in STAGES:
+                console.print(
+                    f"    {stage}: {m.items[stage]} items, {m.wall[stage]:.1f} s, {m.cpu[stage]:.1f} CPU-s"
+                )
         console.print(f"load average after: {os.getloadavg()[0]:.2f}")
     report(console, results, minutes)
 
