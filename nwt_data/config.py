@@ -139,7 +139,7 @@ class MaskConfig:
     """Which overlays are painted white: graphic (rectangular, static, whole, or text) or paper."""
     overlay_fps: float = 4.0
     """graphic rule: frames per second of the kept window it looks at."""
-    text_fps: float = 1.0
+    text_fps: float = 0.5
     """graphic rule: frames per second given to the OCR text detector (0: no text detection)."""
     threshold: int = 185
     """Grayscale binarisation threshold."""

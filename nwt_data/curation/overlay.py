@@ -126,17 +126,16 @@ def sharp_sides(gray: np.ndarray, box: Box, rule: GraphicRule) -> bool:
     """Every inner side of `box` is a sharp step along at least `sharp_share` of its length."""
     height, width = gray.shape
     x, y, w, h = box
-    g = gray.astype(np.int16)
     horizontal, vertical = inner_sides(box, width, height)
     steps = []
     for side in horizontal:
         row = y if side == "top" else y + h - 1
         a, b = max(0, row - 1), min(height - 1, row + 1)
-        steps.append(np.abs(g[b, x : x + w] - g[a, x : x + w]))
+        steps.append(np.abs(gray[b, x : x + w].astype(np.int16) - gray[a, x : x + w]))
     for side in vertical:
         col = x if side == "left" else x + w - 1
         a, b = max(0, col - 1), min(width - 1, col + 1)
-        steps.append(np.abs(g[y : y + h, b] - g[y : y + h, a]))
+        steps.append(np.abs(gray[y : y + h, b].astype(np.int16) - gray[y : y + h, a]))
     return all(float((s >= rule.sharp_step).mean()) >= rule.sharp_share for s in steps)
 
 
@@ -233,7 +232,12 @@ def plan_overlays(
     the text boxes found at some sample times (crop pixels)."""
     import cv2
 
-    from nwt_data.stages.flags import EdgeAccumulator, inset_boxes  # here: flags imports this module
+    from nwt_data.stages.flags import (  # here: flags imports this module
+        INSET_MAX_AREA,
+        INSET_MAX_SIDE,
+        EdgeAccumulator,
+        inset_boxes,
+    )
 
     rule = rule or GraphicRule()
     if not grays:
@@ -254,21 +258,6 @@ def plan_overlays(
             track.shape_ok &= sharp and fill >= rule.rectangularity
     _pad(bright, n)
 
-    # Static boxes of straight sharp lines (insets), seen per sample where their lines are.
-    edges = EdgeAccumulator()
-    for g in small:
-        edges.add(g)
-    means = edges.means()
-    insets: list[_Track] = []
-    banners: list[_Track] = []  # wider line boxes: only with a caption inside (a lower-third banner)
-    if means is not None:
-        found = inset_boxes(*means, min_coverage=rule.line_coverage)
-        for box in found:
-            insets.append(_Track(boxes=[box if _lines_present(g, box) else None for g in small]))
-        for box in inset_boxes(*means, min_coverage=rule.line_coverage, max_side=1.0):
-            if box not in found:
-                banners.append(_Track(boxes=[box if _lines_present(g, box) else None for g in small]))
-
     # Static, wide text lines in the caption bands.
     texts: list[_Track] = []
     text_times = [t for t, _ in text]
@@ -288,6 +277,24 @@ def plan_overlays(
         and _lasting([b is not None for b in t.boxes], rule)
         and not low * height < t.median()[1] + t.median()[3] / 2 < high * height
     ]
+
+    # Static boxes of straight sharp lines (insets), seen per sample where their lines are.
+    edges = EdgeAccumulator()
+    for g in small:
+        edges.add(g)
+    means = edges.means()
+    insets: list[_Track] = []
+    banners: list[_Track] = []  # wider line boxes: only with a caption inside (a lower-third banner)
+    if means is not None:
+        # One search with the banners' wide limits; an inset is a box within the inset limits.
+        for box in inset_boxes(*means, min_coverage=rule.line_coverage, max_side=1.0):
+            _, _, w, h = box
+            small_box = w <= INSET_MAX_SIDE * width and h <= INSET_MAX_SIDE * height
+            is_inset = small_box and w * h <= INSET_MAX_AREA * width * height
+            if not is_inset and not any(inside(c.median(), box) for c in captions):
+                continue  # a banner counts only with a caption in it: skip the per-sample check
+            track = _Track(boxes=[box if _lines_present(g, box) else None for g in small])
+            (insets if is_inset else banners).append(track)
 
     planned: list[PlannedBox] = []
     # Captions first: a text track is painted whole (its banner, when it sits on one).
@@ -361,22 +368,23 @@ def _lines_present(gray: np.ndarray, box: Box, strength: float = 8.0, share: flo
     """The inner sides of an inset box are visible in this one frame (steps along most of each)."""
     height, width = gray.shape
     x, y, w, h = box
-    g = gray.astype(np.int16)
     horizontal, vertical = inner_sides(box, width, height)
     checks = []
     for side in horizontal:
         row = y if side == "top" else y + h
-        if 0 < row < height:
-            checks.append(np.abs(g[row, x : x + w] - g[row - 1, x : x + w]))
+        if 0 < row < height:  # only the two rows either side are read (not the whole frame)
+            pair = gray[row - 1 : row + 1, x : x + w].astype(np.int16)
+            checks.append(np.abs(pair[1] - pair[0]))
     for side in vertical:
         col = x if side == "left" else x + w
         if 0 < col < width:
-            checks.append(np.abs(g[y : y + h, col] - g[y : y + h, col - 1]))
-    return bool(checks) and all(float((c >= strength).mean()) >= share for c in checks)
+            pair = gray[y : y + h, col - 1 : col + 1].astype(np.int16)
+            checks.append(np.abs(pair[:, 1] - pair[:, 0]))
+    return bool(checks) and all(np.count_nonzero(c >= strength) >= share * c.size for c in checks)
 
 
 def sample_clip(
-    frames: Iterable[tuple[float, np.ndarray]], start: float, fps: float, text_fps: float, max_side: int = 320
+    frames: Iterable[tuple[float, np.ndarray]], start: float, fps: float, text_fps: float, max_side: int = 256
 ) -> tuple[list[float], list[np.ndarray], list[tuple[float, list[Box]]]]:
     """The inputs of `plan_overlays` from a clip's (time, RGB crop) frames: the first frame of each
     1/fps slot after `start` in grayscale, and the text boxes of the first of each 1/text_fps slot."""

@@ -174,3 +174,57 @@ def sampled_frames(window: ClipWindow, fps: float) -> Iterator[tuple[float, np.n
             if window.keeps(t) and slot > last:
                 last = slot
                 yield t, frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
+
+
+def small_crop_rgb(frame: Any, crop: tuple[int, int, int, int], thumb: int = 128) -> np.ndarray:
+    """A small RGB picture of the crop, about `thumb` pixels wide. For 4:2:0 frames it is taken from
+    every k-th pixel of the planes themselves (no scaling, no full-frame conversion: a cut signature
+    needs a coarse picture only); other formats are converted, then subsampled."""
+    import cv2
+
+    x, y, w, h = crop
+    k = max(2, 2 * round(w / thumb / 2))  # even, so the chroma planes subsample on the same grid
+    if frame.format.name in ("yuv420p", "yuvj420p"):
+        planes = []
+        for i, (px, py, step) in enumerate(((x, y, k), (x // 2, y // 2, k // 2), (x // 2, y // 2, k // 2))):
+            plane = frame.planes[i]
+            full = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            size = (h, w) if i == 0 else ((h + 1) // 2, (w + 1) // 2)
+            planes.append(full[py : py + size[0] : step, px : px + size[1] : step])
+        rows = min(p.shape[0] for p in planes)
+        cols = min(p.shape[1] for p in planes)
+        yuv = cv2.merge([np.ascontiguousarray(p[:rows, :cols]) for p in planes])
+        return cv2.cvtColor(yuv, cv2.COLOR_YCrCb2RGB)  # the channel order does not matter for a signature
+    return frame.to_ndarray(format="rgb24")[y : y + h : k, x : x + w : k]
+
+
+def kept_frames_with_thumbs(
+    window: ClipWindow, fps: float, thumb: int = 128
+) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
+    """For every frame of the kept window: (episode time, a small RGB picture of the crop about
+    `thumb` pixels wide (`small_crop_rgb`), the full-size RGB crop or None). The full crop is
+    converted only for the first frame of each 1/fps slot."""
+    import math
+
+    import av
+
+    x, y, w, h = window.crop
+    last = -1
+    with av.open(str(window.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"  # the stage runs a clip per core: threads only add overhead
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            t = frame.time + window.clip_offset
+            if t >= window.trim_end - 1e-9:
+                break
+            if not window.keeps(t):
+                continue
+            small = small_crop_rgb(frame, window.crop, thumb)
+            slot = math.floor((t - window.trim_start) * fps + 1e-6)
+            full = None
+            if slot > last:
+                last = slot
+                full = frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
+            yield t, small, full
