@@ -30,7 +30,7 @@ WorkspaceOpt = Annotated[
     typer.Option(
         "--workspace", "-w",
         envvar=ENV_VAR,
-        help=f"Dataset workspace folder (created when missing). Env: {ENV_VAR}.",
+        help="Dataset workspace folder (`fetch` and `demo` create it; the other commands need one).",
         show_default=True,
     ),
 ]  # fmt: skip
