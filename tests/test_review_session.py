@@ -154,3 +154,18 @@ def test_export_import_and_accept_unflagged(catalog: Catalog, tmp_path: Path) ->
     assert accept_unflagged(catalog, "auto") == 4  # a_00003, b_00000..2; a_00002 is flagged
     assert _decisions(catalog)["b_00002"] == ("accepted", None, None, "auto")
     assert "a_00002" not in _decisions(catalog)
+
+
+def test_queue_of_one_flag_and_accept_unflagged_respect_the_speech_flags(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    catalog.add_episode(EpisodeSource("s", "http://x/s.mp4", "url", None, {}))
+    flags = ["no_speech", "low_speech,small_face", "", "no_speech_like_name", "overlay,no_speech"]
+    catalog.save_segmentation("s", [_clip("s", i, flags=f) for i, f in enumerate(flags)], {})
+    session = ReviewSession(catalog, "ann", only_flag="no_speech")
+    assert session.queue == ["s_00000", "s_00004"]  # whole names only, anywhere in the list
+    assert ReviewSession(catalog, "ann", only_flag="low_speech").queue == ["s_00001"]
+    with pytest.raises(ReviewError, match="unknown flag"):
+        ReviewSession(catalog, "ann", only_flag="speech")
+    # A clip with any speech flag is not bulk-accepted.
+    assert accept_unflagged(catalog, "ann") == 1
+    assert _decisions(catalog) == {"s_00002": ("accepted", None, None, "ann")}
