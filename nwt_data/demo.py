@@ -1,7 +1,7 @@
-"""The built-in demo input: generated episodes (no third-party footage) and a local HTTP server.
+"""The built-in demo input: synthetic talking-face episodes (no third-party footage), an HTTP server.
 
 `nwt-data demo` serves one generated episode over HTTP on 127.0.0.1 (so yt-dlp downloads it for
-real) and lists another as a local file, then runs the pipeline on them.
+real) and lists the others as local files, then runs the pipeline on them.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ import contextlib
 import functools
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from nwt_data.media.ffmpeg import lavfi_demo_args, run_ffmpeg
+from nwt_data.synthetic import AUDIO_RATE, FaceEpisode, demo_episodes, render_episode, speech, write_wav
 
-# A 1280x720 stand-in for a talk-show desk shot: a dark studio, a grey "subject" inside the paper's
-# crop box that brightens while the tone beeps (under the overlay threshold), and a side overlay at
-# the crop's left edge, a white frame around dark content that `nwt-data mask` paints white.
+# A 1280x720 stand-in for a talk-show desk shot, used by the tests and benchmarks as an lavfi source:
+# a dark studio, a grey "subject" inside the paper's crop box that brightens while a tone beeps, and a
+# side overlay at the crop's left edge, a white frame around dark content that `nwt-data mask` paints.
 STUDIO_BACKGROUND = "color=c=0x303030"
 STUDIO_FILTER = ",".join(
     [
@@ -29,37 +28,22 @@ STUDIO_FILTER = ",".join(
     ]
 )
 
-
-@dataclass(frozen=True)
-class DemoEpisode:
-    name: str
-    seconds: float
-    fps: str
-    gop: int
-    width: int = 1280
-    height: int = 720
+# Synthetic talking faces (nwt_data.synthetic): a cartoon face inside the paper's crop box whose mouth
+# follows real speech; four episodes with their own colours and speech, and a stretch of speech that
+# no episode contains, for generating video from unseen speech.
+DEMO_EPISODES = demo_episodes(count=4, seconds=20.0)
+HELD_OUT_SPEECH = FaceEpisode("held-out-speech", seconds=10.0, seed=999)
 
 
-DEMO_EPISODES = (
-    DemoEpisode("demo-30fps", seconds=14.0, fps="30", gop=60),
-    DemoEpisode("demo-ntsc", seconds=11.0, fps="30000/1001", gop=75),
-)
+def make_episode(path: Path, episode: FaceEpisode, *, engine: str = "auto") -> Path:
+    return render_episode(path, episode, engine=engine)
 
 
-def make_episode(path: Path, episode: DemoEpisode) -> Path:
+def make_held_out_speech(path: Path, *, engine: str = "auto") -> Path:
+    """A WAV of speech from a seed no episode uses: the input of `nwt-train generate` in the demo."""
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.partial.mp4")
-        args = lavfi_demo_args(
-            tmp,
-            seconds=episode.seconds,
-            width=episode.width,
-            height=episode.height,
-            fps=episode.fps,
-            gop=episode.gop,
-            source=STUDIO_BACKGROUND,
-            extra_video_filter=STUDIO_FILTER,
-        )
-        run_ffmpeg(args)
+        tmp = path.with_name(f".{path.name}.partial.wav")
+        write_wav(tmp, speech(HELD_OUT_SPEECH.seconds, HELD_OUT_SPEECH.seed, engine=engine), AUDIO_RATE)
         tmp.replace(path)
     return path
 
@@ -91,12 +75,10 @@ def serve_folder(folder: Path) -> Iterator[str]:
 
 
 def write_demo_manifest(media_dir: Path, base_url: str) -> Path:
-    """Episode 1 over HTTP (yt-dlp), episode 2 as a local path; returns the manifest path."""
-    first, second = DEMO_EPISODES
+    """Episode 1 over HTTP (yt-dlp), the others as local paths; returns the manifest path."""
+    first, *others = DEMO_EPISODES
+    lines = ["episode_id,url,title", f"{first.name},{base_url}/{first.name}.mp4,synthetic face over HTTP"]
+    lines += [f"{e.name},{e.name}.mp4,synthetic face read from disk" for e in others]
     manifest = media_dir / "demo.csv"
-    manifest.write_text(
-        "episode_id,url,title\n"
-        f"{first.name},{base_url}/{first.name}.mp4,generated 30 fps episode served over HTTP\n"
-        f"{second.name},{second.name}.mp4,generated 29.97 fps episode read from disk\n"
-    )
+    manifest.write_text("\n".join(lines) + "\n")
     return manifest

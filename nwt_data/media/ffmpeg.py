@@ -181,3 +181,26 @@ def open_in_player(path: Path, start: float, end: float) -> str:
     subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)  # fmt: skip
     return player
+
+
+def mux_audio_args(video: Path, audio: Path, out: Path) -> list[str]:
+    """A video-only file (stream copied) + a WAV (encoded to AAC) -> one MP4, cut to the shorter."""
+    return [
+        "-y", "-i", str(video), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
+        "-c:v", "copy", "-c:a", "aac", "-b:a", "96k", "-shortest",
+        "-movflags", "+faststart", "-f", "mp4", str(out),
+    ]  # fmt: skip
+
+
+def run_espeak(text: str, wav: Path, *, voice: str, speed: int, pitch: int, timeout: float = 60) -> None:
+    """Speak `text` into `wav` with espeak-ng (the synthetic talking face's speech)."""
+    argv = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise FfmpegError(
+            f"espeak-ng failed: {err}", hint="install espeak-ng or use --speech babble"
+        ) from None
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise FfmpegError(f"espeak-ng exited {proc.returncode}: {message[0]}", hint="use babble speech")

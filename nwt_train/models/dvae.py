@@ -54,6 +54,11 @@ class DVAEConfig:
     """Codebook depth D."""
     attention_dim: int = 1024
     """Width of the query/key/value projections and of the attention output ("MHA, 1024")."""
+    memcode_norm: bool = True
+    """Normalise Memcodes queries and keys per head and learn a temperature (False: the paper's plain
+    scaled dot product, whose first logits are buried in the Gumbel noise)."""
+    memcode_logit_std: float = 1.28
+    """Initial spread of the Memcodes logits with memcode_norm; 1.28 is the Gumbel noise's std."""
     num_episodes: int = 215
     """Rows of the episode embedding table (215 episodes in the paper's data)."""
     episode_dim: int = 64
@@ -96,6 +101,8 @@ class DVAEConfig:
                 f"frame_size must be (height, width) divisible by 2 ** len(stage_channels) = {factor}, "
                 f"got {self.frame_size!r}"
             )
+        if not self.memcode_logit_std > 0:
+            raise ValueError(f"memcode_logit_std must be positive, got {self.memcode_logit_std!r}")
         if not self.negative_slope >= 0:
             raise ValueError(f"negative_slope must be >= 0, got {self.negative_slope!r}")
 
@@ -327,6 +334,8 @@ class DVAE(nn.Module):
             codebook_dim=config.codebook_dim,
             attention_dim=config.attention_dim,
             out_dim=config.attention_dim,
+            normalize=config.memcode_norm,
+            logit_std=config.memcode_logit_std,
         )
         self.episode_embedding = nn.Embedding(config.num_episodes, config.episode_dim)
         self.decoder = Decoder(config, in_channels=config.attention_dim + config.episode_dim)

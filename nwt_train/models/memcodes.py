@@ -6,6 +6,13 @@ codebook rows; one row is picked (Gumbel-max sampling in training, argmax or sam
 and its projected value is read. A Memcode is the h picked indices: with the paper's 8 heads over a
 codebook of 8 it carries 8 * log2(8) = 24 bits.
 
+Health at initialisation (`normalize=True`, the default of the presets): with the paper's plain dot
+product the first logits are ~0.01 apart while the Gumbel noise has std 1.28, so the first codes are
+pure noise and a codebook can freeze or collapse before the encoder learns anything. Queries and keys
+are therefore normalised per head (parameter-free, per sample: safe under DDP) and their scaled dot
+product is multiplied by a learned temperature that starts at `logit_std`, so the first logits are as
+spread as the noise and the encoder can sharpen them as it learns. `normalize=False` is the paper's form.
+
 Shapes (`...` is any batch/grid prefix, e.g. B, T, H', W'):
     x        (..., dim)                    encoder features (the queries)
     out      (..., out_dim)                features read from the codebook (decoder input)
@@ -69,13 +76,19 @@ class Memcodes(nn.Module):
         codebook_dim: int,
         attention_dim: int,
         out_dim: int,
+        normalize: bool = False,
+        logit_std: float = 1.28,
     ) -> None:
         super().__init__()
+        assert logit_std > 0, f"logit_std must be positive, got {logit_std}"
         assert attention_dim % heads == 0, f"attention_dim {attention_dim} must be divisible by heads {heads}"
         self.heads = heads
         self.codebook_size = codebook_size
         self.head_dim = attention_dim // heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.normalize = normalize
+        # log of the learned temperature; unit-variance q and k give logits of std ~1 at the start.
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(logit_std))) if normalize else None
 
         # e in R^{N x D}; unit-variance init (the paper does not say how e is initialised).
         self.codebook = nn.Parameter(torch.randn(codebook_size, codebook_dim))
@@ -110,11 +123,19 @@ class Memcodes(nn.Module):
                 -1, (self.heads, self.head_dim)
             )  # (..., heads, head_dim)
             keys = self._heads(self.to_k(self.codebook))  # (heads, N, head_dim)
-            logits = torch.einsum("...hd,hnd->...hn", q, keys) * self.scale
+            logits = self.logits(q, keys)
             noise = gumbel_noise_like(logits) if sample else None
             one_hot, indices = straight_through_one_hot(logits, noise)
             out = self._read(one_hot)
         return out, indices, logits
+
+    def logits(self, q: Tensor, keys: Tensor) -> Tensor:
+        """q (..., heads, head_dim), keys (heads, N, head_dim) -> (..., heads, N)."""
+        if self.log_temperature is None:
+            return torch.einsum("...hd,hnd->...hn", q, keys) * self.scale
+        q = torch.nn.functional.layer_norm(q, (self.head_dim,))
+        keys = torch.nn.functional.layer_norm(keys, (self.head_dim,))
+        return torch.einsum("...hd,hnd->...hn", q, keys) * (self.scale * self.log_temperature.exp())
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """indices (..., heads) int64 -> features (..., out_dim), identical to forward's output for them."""
