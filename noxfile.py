@@ -73,6 +73,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The pipeline end to end on the built-in generated input."""
+    """The whole mission on built-in generated footage: talking faces in, a generated video out."""
     install(session)
-    session.run("nwt-data", "demo", "--workspace", "demo-workspace", *session.posargs)
+    session.run("nwt-train", "demo", "--workspace", "demo-workspace", *session.posargs)

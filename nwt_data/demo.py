@@ -74,9 +74,11 @@ def serve_folder(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
-def write_demo_manifest(media_dir: Path, base_url: str) -> Path:
+def write_demo_manifest(
+    media_dir: Path, base_url: str, episodes: tuple[FaceEpisode, ...] = DEMO_EPISODES
+) -> Path:
     """Episode 1 over HTTP (yt-dlp), the others as local paths; returns the manifest path."""
-    first, *others = DEMO_EPISODES
+    first, *others = episodes
     lines = ["episode_id,url,title", f"{first.name},{base_url}/{first.name}.mp4,synthetic face over HTTP"]
     lines += [f"{e.name},{e.name}.mp4,synthetic face read from disk" for e in others]
     manifest = media_dir / "demo.csv"

@@ -38,6 +38,12 @@ class DemoConfig:
     """Steps of the tiny FAR prior (batch 4 x 32 frames)."""
     arch: str = "far"
     """The prior: far (a frame per step, fast) or mar (a Memcode per step)."""
+    episodes: int = 4
+    """Synthetic talking-face episodes (`nwt-data demo --episodes`)."""
+    seconds: float = 20.0
+    """Length of each episode."""
+    speech: str = "auto"
+    """auto (espeak-ng when installed), espeak or babble."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -125,19 +131,20 @@ def contact_sheet(real: np.ndarray, generated: np.ndarray, openness: np.ndarray,
 def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     """The data half (`nwt-data demo`), the models, and a generated video; returns the summary."""
     from nwt_data.cli.demo import demo as data_demo
-    from nwt_data.demo import DEMO_EPISODES, HELD_OUT_SPEECH
+    from nwt_data.demo import HELD_OUT_SPEECH
     from nwt_data.synthetic import frame_loudness, lip_follow, mouth_openness
     from nwt_train.generate import GenerateConfig, generate, read_video
 
     started = time.perf_counter()
-    data_demo(workspace=config.workspace)
+    data_demo(workspace=config.workspace, episodes=config.episodes, seconds=config.seconds,
+              speech=config.speech)  # fmt: skip
     ws = config.workspace
     shards, runs = ws / "shards", ws / "runs"
     console.rule("[bold]7. nwt-train: tiny dVAE, encode, tiny prior")
     paths = train_models(config, shards, runs, console)
     console.rule("[bold]8. nwt-train generate: video from speech no episode contains")
     speech_wav = ws / "demo-media" / f"{HELD_OUT_SPEECH.name}.wav"
-    episode = DEMO_EPISODES[0].name
+    episode = "face-1"  # the first synthetic episode (nwt_data.synthetic.demo_episodes)
     video = ws / "generated" / f"{episode}-{config.arch}.mp4"
     with _bar(console) as bar:
         task = bar.add_task("generate", total=None, info="")

@@ -14,17 +14,18 @@ from nwt_data.catalog import Catalog
 from nwt_data.cli.common import console, handle_errors, run_stage
 from nwt_data.cli.status import status
 from nwt_data.demo import (
-    DEMO_EPISODES,
     HELD_OUT_SPEECH,
     make_episode,
     make_held_out_speech,
     serve_folder,
     write_demo_manifest,
 )
+from nwt_data.errors import ConfigError
 from nwt_data.stages.fetch import run_fetch
 from nwt_data.stages.mask import run_mask
 from nwt_data.stages.segment import run_segment
 from nwt_data.stages.shard import run_shard
+from nwt_data.synthetic import demo_episodes
 from nwt_data.workspace import Workspace
 
 
@@ -33,6 +34,9 @@ def demo(
     workspace: Annotated[
         Path, typer.Option("--workspace", "-w", help="Where the demo workspace goes.")
     ] = Path("demo-workspace"),
+    episodes: Annotated[int, typer.Option(min=2, help="How many talking-face episodes.")] = 4,
+    seconds: Annotated[float, typer.Option(min=8, help="Length of each episode in seconds.")] = 20.0,
+    speech: Annotated[str, typer.Option(help="auto (espeak-ng if installed), espeak or babble.")] = "auto",
 ) -> None:
     """Run fetch, segment, mask and shard on four synthetic talking-face episodes (1280x720, 29.97 fps).
 
@@ -48,21 +52,24 @@ def demo(
     media = ws.root / "demo-media"
     media.mkdir(exist_ok=True)
     console.rule("[bold]1. generate synthetic talking-face episodes")
+    if speech not in ("auto", "espeak", "babble"):
+        raise ConfigError(f"--speech must be auto, espeak or babble, not {speech!r}")
+    faces = demo_episodes(episodes, seconds)
     with console.status("  drawing faces and encoding episodes..."), ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda e: make_episode(media / f"{e.name}.mp4", e), DEMO_EPISODES))
-    for episode in DEMO_EPISODES:
+        list(pool.map(lambda e: make_episode(media / f"{e.name}.mp4", e, engine=speech), faces))
+    for episode in faces:
         console.print(f"  {episode.name}: 1280x720 @ 29.97 fps, {episode.seconds:g} s, own face and speech")
-    make_held_out_speech(media / f"{HELD_OUT_SPEECH.name}.wav")
+    make_held_out_speech(media / f"{HELD_OUT_SPEECH.name}.wav", engine=speech)
     console.print(f"  {HELD_OUT_SPEECH.name}.wav: {HELD_OUT_SPEECH.seconds:g} s of speech no episode has")
     catalog = Catalog(ws.catalog_path)
     console.rule("[bold]2. nwt-data fetch demo.csv")
     done = {row["episode_id"] for row in catalog.episodes("fetch_status = 'done'")}
-    if done >= {episode.name for episode in DEMO_EPISODES}:
+    if done >= {episode.name for episode in faces}:
         # The server's port changes between runs, so its URLs would not match the catalog's.
         console.print("  all demo episodes already fetched")
     else:
         with serve_folder(media) as base_url:
-            manifest = write_demo_manifest(media, base_url)
+            manifest = write_demo_manifest(media, base_url, faces)
             fetch_config = cfg.build(
                 cfg.FetchConfig, "fetch", ws.config_table("fetch"), {"retry_failed": True}
             )

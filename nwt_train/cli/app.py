@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nwt_data.helptext import tidy
-from nwt_train.cli import describe, dvae, encode, env, eval_dvae, generate, mnist_study, prior
+from nwt_train.cli import demo, describe, dvae, encode, env, eval_dvae, generate, mnist_study, prior
 
 app = typer.Typer(
     name="nwt-train",
@@ -23,6 +23,7 @@ app.command("generate")(generate.generate)
 app.command("eval-dvae")(eval_dvae.eval_dvae)
 app.command("mnist-study")(mnist_study.mnist_study)
 app.command("describe")(describe.describe)
+app.command("demo")(demo.demo)
 
 
 tidy(app)
