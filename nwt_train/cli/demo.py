@@ -34,6 +34,8 @@ def demo(
     """
     from nwt_train.demo import DemoConfig, run_demo
 
-    config = make_config(lambda: DemoConfig(workspace=workspace, dvae_steps=dvae_steps, prior_steps=prior_steps,
-                                            arch=arch, episodes=episodes, seconds=seconds, speech=speech))  # fmt: skip
+    config = make_config(
+        lambda: DemoConfig(workspace=workspace, dvae_steps=dvae_steps, prior_steps=prior_steps, arch=arch,
+                           episodes=episodes, seconds=seconds, speech=speech)
+    )  # fmt: skip
     run_demo(config, Console())
