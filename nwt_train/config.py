@@ -114,6 +114,7 @@ def tiny() -> DVAETrainConfig:
         model=DVAEConfig.tiny(),
         critics=CriticConfig.tiny(),
         steps=200,
+        lr=3e-4,  # with the pixel term: the mouth in 300 steps (1e-4: 1,000+; 1e-3: unstable)
         batch_size=2,
         frames=8,
         num_workers=0,

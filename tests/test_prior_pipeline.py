@@ -37,11 +37,12 @@ def _members(tar_path: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's five 256x224 clips of two episodes, made by the real `nwt-data demo` pipeline."""
+    """The demo's four 256x224 clips of two talking-face episodes, made by the real `nwt-data demo`."""
     from nwt_data.cli.app import app as data_app
 
     workspace = tmp_path_factory.mktemp("prior-data") / "ws"
-    result = CliRunner().invoke(data_app, ["demo", "--workspace", str(workspace)])
+    args = ["demo", "--workspace", str(workspace), "--episodes", "2", "--seconds", "10", "--speech", "babble"]
+    result = CliRunner().invoke(data_app, args)
     assert result.exit_code == 0, result.output
     return workspace / "shards"
 
@@ -204,7 +205,7 @@ def test_generate_writes_an_mp4_of_the_speech_at_30_fps(
     seconds = None if arch == "far" else 1.5
     out = tmp_path / f"{arch}.mp4"
     args = ["generate", "--prior", run, "--dvae", codes.parent / "dvae", "--audio", speech,
-            "--episode", "demo-ntsc", "--out", out, "--seed", "3"]  # fmt: skip
+            "--episode", "face-2", "--out", out, "--seed", "3"]  # fmt: skip
     if seconds:
         args += ["--seconds", str(seconds)]
     result = _invoke(*args)
@@ -223,7 +224,7 @@ def test_generate_writes_an_mp4_of_the_speech_at_30_fps(
 def test_generate_style_controls(far_run: tuple[Path, list[dict[str, float]]], codes: Path, speech: Path,
                                  shards: Path, tmp_path: Path) -> None:  # fmt: skip
     run, dvae = far_run[0], codes.parent / "dvae"
-    base = ["generate", "--prior", run, "--dvae", dvae, "--audio", speech, "--episode", "demo-ntsc",
+    base = ["generate", "--prior", run, "--dvae", dvae, "--audio", speech, "--episode", "face-2",
             "--seconds", "0.5"]  # fmt: skip
     members = _members(next(shards.glob("train-*.tar")))
     reference = tmp_path / "reference.mp4"
@@ -255,14 +256,12 @@ def test_generate_explains_bad_input(far_run: tuple[Path, list[dict[str, float]]
     base = ["generate", "--prior", run, "--audio", speech, "--out", tmp_path / "x.mp4"]
     unknown = _invoke(*base, "--dvae", dvae, "--episode", "nope")
     assert (
-        unknown.exit_code == 2
-        and "unknown episode 'nope'" in unknown.output
-        and "demo-ntsc" in unknown.output
+        unknown.exit_code == 2 and "unknown episode 'nope'" in unknown.output and "face-2" in unknown.output
     )
-    wrong = _invoke(*base, "--dvae", tmp_path, "--episode", "demo-ntsc")
+    wrong = _invoke(*base, "--dvae", tmp_path, "--episode", "face-2")
     assert wrong.exit_code == 2 and "no checkpoint" in wrong.output
     silent = make_video("silent.mp4", with_audio=False, seconds=1.0)
-    mute = _invoke("generate", "--prior", run, "--dvae", dvae, "--audio", silent, "--episode", "demo-ntsc",
+    mute = _invoke("generate", "--prior", run, "--dvae", dvae, "--audio", silent, "--episode", "face-2",
                    "--out", tmp_path / "y.mp4")  # fmt: skip
     assert mute.exit_code == 2 and "no audio stream" in mute.output
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
