@@ -67,10 +67,15 @@ def main() -> None:
     print(f"{'model':6} {'params':>9} {'steps/s':>8} {'CPU s/step':>11}")
     for arch in ("far", "mar"):
         torch.manual_seed(0)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         prior = Prior(getattr(PriorConfig, args.preset)(arch)).to(device).train()
         params = sum(p.numel() for p in prior.parameters()) / 1e6
         wall, cpu = step_times(prior, args.batch, args.frames, args.steps, device)
-        print(f"{arch.upper():6} {params:8.3f}M {1 / wall:8.2f} {cpu:11.3f}")
+        peak = ""
+        if device.type == "cuda":
+            peak = f"  peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+        print(f"{arch.upper():6} {params:8.3f}M {1 / wall:8.2f} {cpu:11.3f}{peak}")
         del prior
 
 
