@@ -76,8 +76,8 @@ def main() -> None:
     for arch in args.archs.split(","):
         prior_config = dataclasses.replace(prior_tiny(arch), steps=args.prior_steps, device="cpu")
         timed(f"prior_{arch}", train_prior, prior_config, codes, runs / arch)
-        report["prior"][arch] = {s: prior_cross_entropy(runs / arch, codes, s)["ce_nats"]
-                                 for s in splits if s != "train"}  # fmt: skip
+        held_out = [s for s in splits if s != "train"]
+        report["prior"][arch] = {s: prior_cross_entropy(runs / arch, codes, s) for s in held_out}
         report["generation"][arch] = {}
         for seed in range(args.seeds):
             video = args.out / f"generated-{arch}-{seed}.mp4"

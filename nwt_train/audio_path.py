@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nwt_data.audio import SAMPLE_RATE, VIDEO_FPS, to_model_rate
-from nwt_data.synthetic import frame_loudness, lip_follow, mouth_openness
+from nwt_data.synthetic import MOUTH_REGION, frame_loudness, lip_follow, mouth_openness
 from nwt_train.data import MEL_PER_FRAME, Dataset
 from nwt_train.generate import GenerateConfig, generate, load_prior, read_audio, read_video
 from nwt_train.metrics import to_uint8_frames
@@ -94,8 +95,9 @@ def read_video_bytes(data: bytes) -> np.ndarray:
 def prior_cross_entropy(prior_run: Path, codes_root: Path, split: str) -> dict[str, Any]:
     """Teacher-forced CE (nats per head choice) of `split` with the true, shifted and shuffled mel.
 
-    z_l is the style posterior's mean for each clip's own codes in all three cases, so only the audio
-    differs. Shifted: the clip's mel rolled by 1 s. Shuffled: the next clip's mel (tiled to length).
+    `ce_nats` averages over the whole grid, `mouth_ce_nats` over the cells under the mouth's region
+    (most cells show background and face, which no audio predicts). z_l is the style posterior's
+    mean for each clip's own codes in all three cases, so only the audio differs. Shifted: the clip's mel rolled by 1 s. Shuffled: the next clip's mel (tiled to length).
     """
     prior, _ = load_prior(prior_run)
     clips = []
@@ -107,7 +109,12 @@ def prior_cross_entropy(prior_run: Path, codes_root: Path, split: str) -> dict[s
         clips.append((codes, mel[..., : MEL_PER_FRAME * frames], int(meta["episode_index"])))
     if len(clips) < 2:
         raise ValueError(f"split {split!r} of {codes_root} needs at least 2 clips, has {len(clips)}")
-    totals = {"true": [], "shifted_1s": [], "shuffled": []}
+    grid_h, grid_w = prior.config.grid
+    x0, y0, x1, y1 = MOUTH_REGION
+    rows = slice(math.floor(y0 * grid_h), math.ceil(y1 * grid_h))
+    cols = slice(math.floor(x0 * grid_w), math.ceil(x1 * grid_w))
+    totals: dict[str, list[tuple[float, int]]] = {"true": [], "shifted_1s": [], "shuffled": []}
+    mouth: dict[str, list[tuple[float, int]]] = {name: [] for name in totals}
     for i, (codes, mel, episode_index) in enumerate(clips):
         other = clips[(i + 1) % len(clips)][1]
         reps = -(-mel.shape[-1] // other.shape[-1])
@@ -120,10 +127,15 @@ def prior_cross_entropy(prior_run: Path, codes_root: Path, split: str) -> dict[s
         episode = torch.tensor([episode_index])
         for name, variant in variants.items():
             logits, _ = prior(codes, variant, episode, z=mean)
-            ce = F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten(), reduction="sum")
-            totals[name].append((float(ce), codes.numel()))
-    result = {name: sum(c for c, _ in v) / sum(n for _, n in v) for name, v in totals.items()}
-    return {"split": split, "clips": len(clips), "ce_nats": result}
+            ce = F.cross_entropy(logits.flatten(0, -2).float(), codes.flatten(), reduction="none")
+            ce = ce.view(codes.shape)  # (1, T, h, w, heads)
+            totals[name].append((float(ce.sum()), ce.numel()))
+            mouth[name].append((float(ce[:, :, rows, cols].sum()), ce[:, :, rows, cols].numel()))
+
+    def mean(parts: dict[str, list[tuple[float, int]]]) -> dict[str, float]:
+        return {name: sum(c for c, _ in v) / sum(n for _, n in v) for name, v in parts.items()}
+
+    return {"split": split, "clips": len(clips), "ce_nats": mean(totals), "mouth_ce_nats": mean(mouth)}
 
 
 def generation_follow(
