@@ -97,7 +97,8 @@ def prior_cross_entropy(prior_run: Path, codes_root: Path, split: str) -> dict[s
 
     `ce_nats` averages over the whole grid, `mouth_ce_nats` over the cells under the mouth's region
     (most cells show background and face, which no audio predicts). z_l is the style posterior's
-    mean for each clip's own codes in all three cases, so only the audio differs. Shifted: the clip's mel rolled by 1 s. Shuffled: the next clip's mel (tiled to length).
+    mean for each clip's own codes in all three cases, so only the audio differs. Shifted: the clip's
+    mel rolled by 1 s. Shuffled: the next clip's mel (tiled to length).
     """
     prior, _ = load_prior(prior_run)
     clips = []
