@@ -17,7 +17,8 @@ from nwt_train.cli.app import app as train_app
 
 SNAPSHOTS = Path(__file__).parent / "help"
 DATA_COMMANDS = ["", "fetch", "segment", "flag", "review", "mask", "shard", "status", "report", "demo"]
-TRAIN_COMMANDS = ["", "env", "dvae", "encode", "prior", "generate", "eval-dvae", "describe", "mnist-study"]
+TRAIN_COMMANDS = ["", "env", "dvae", "encode", "prior", "generate", "eval-dvae", "describe", "mnist-study",
+                  "demo"]  # fmt: skip
 CASES = [("nwt-data", c) for c in DATA_COMMANDS] + [("nwt-train", c) for c in TRAIN_COMMANDS]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,7 +20,6 @@ from nwt_data.demo import (
     serve_folder,
     write_demo_manifest,
 )
-from nwt_data.errors import ConfigError
 from nwt_data.stages.fetch import run_fetch
 from nwt_data.stages.mask import run_mask
 from nwt_data.stages.segment import run_segment
@@ -36,7 +35,9 @@ def demo(
     ] = Path("demo-workspace"),
     episodes: Annotated[int, typer.Option(min=2, help="How many talking-face episodes.")] = 4,
     seconds: Annotated[float, typer.Option(min=8, help="Length of each episode in seconds.")] = 20.0,
-    speech: Annotated[str, typer.Option(help="auto (espeak-ng if installed), espeak or babble.")] = "auto",
+    speech: Annotated[
+        Literal["auto", "espeak", "babble"], typer.Option(help="auto: espeak-ng when installed, else babble.")
+    ] = "auto",
 ) -> None:
     """Run fetch, segment, mask and shard on four synthetic talking-face episodes (1280x720, 29.97 fps).
 
@@ -52,8 +53,6 @@ def demo(
     media = ws.root / "demo-media"
     media.mkdir(exist_ok=True)
     console.rule("[bold]1. generate synthetic talking-face episodes")
-    if speech not in ("auto", "espeak", "babble"):
-        raise ConfigError(f"--speech must be auto, espeak or babble, not {speech!r}")
     faces = demo_episodes(episodes, seconds)
     with console.status("  drawing faces and encoding episodes..."), ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda e: make_episode(media / f"{e.name}.mp4", e, engine=speech), faces))

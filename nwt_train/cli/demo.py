@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -18,10 +18,12 @@ def demo(
     ),
     dvae_steps: Annotated[int, typer.Option(min=1, help="Steps of the tiny dVAE.")] = 500,
     prior_steps: Annotated[int, typer.Option(min=1, help="Steps of the tiny prior.")] = 400,
-    arch: Annotated[str, typer.Option(help="The prior: far or mar.")] = "far",
+    arch: Annotated[Literal["far", "mar"], typer.Option(help="The prior: far or mar.")] = "far",
     episodes: Annotated[int, typer.Option(min=2, help="Synthetic talking-face episodes.")] = 4,
     seconds: Annotated[float, typer.Option(min=8, help="Seconds per episode.")] = 20.0,
-    speech: Annotated[str, typer.Option(help="auto (espeak-ng if installed), espeak or babble.")] = "auto",
+    speech: Annotated[
+        Literal["auto", "espeak", "babble"], typer.Option(help="auto: espeak-ng when installed, else babble.")
+    ] = "auto",
 ) -> None:
     """The whole mission on generated footage: talking-face episodes in, a generated video out.
 
