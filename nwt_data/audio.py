@@ -36,7 +36,16 @@ def mel_spectrogram(audio: np.ndarray) -> np.ndarray:
     """Power mel spectrogram (n_mels, 1 + len // hop) of 24 kHz mono float audio, float32."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=np.asarray(audio, dtype=np.float32), **MEL_PARAMS)
+    params = dict(MEL_PARAMS)
+    spectrum = librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=params["n_fft"],
+                            hop_length=params["hop_length"], win_length=params["win_length"],
+                            center=params["center"], pad_mode=params["pad_mode"])  # fmt: skip
+    power = np.abs(spectrum) ** params["power"]
+    basis = librosa.filters.mel(sr=params["sr"], n_fft=params["n_fft"], n_mels=params["n_mels"],
+                                fmin=params["fmin"], fmax=params["fmax"])  # fmt: skip
+    # The projection in numpy's own loops, not BLAS: a BLAS product's bytes depend on how many threads
+    # it runs on (a Ray worker has one, a local run several), and shards must not.
+    mel = np.einsum("mf,ft->mt", basis, power.astype(np.float32), optimize=False)
     return mel.astype(np.float32)
 
 
