@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nwt_train.audio_path import read_video_bytes, split_samples
+from nwt_train.audio_path import split_samples
 from nwt_train.config import tiny
 from nwt_train.eval_dvae import load_dvae
+from nwt_train.generate import read_video
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.train_dvae import fit_frames, train_dvae
 
@@ -34,7 +35,7 @@ from nwt_train.train_dvae import fit_frames, train_dvae
 def clips(shards: Path, split: str) -> list[torch.Tensor]:
     out = []
     for sample in split_samples(shards, split):
-        frames = read_video_bytes(sample["mp4"])
+        frames = read_video(sample["mp4"])
         out.append(torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 127.5 - 1)
     return out
 

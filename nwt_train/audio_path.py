@@ -58,7 +58,7 @@ def dvae_follow(dvae: DVAE, shards: Path, split: str, *, max_clips: int | None =
     for count, sample in enumerate(split_samples(shards, split)):
         if max_clips is not None and count >= max_clips:
             break
-        frames = read_video_bytes(sample["mp4"])
+        frames = read_video(sample["mp4"])
         video = fit_frames(torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 127.5 - 1,
                            dvae.config.frame_size)  # fmt: skip
         episode = torch.tensor([json.loads(sample["json"])["episode_index"]])
@@ -82,13 +82,6 @@ def dvae_follow(dvae: DVAE, shards: Path, split: str, *, max_clips: int | None =
         "source_vs_loudness": lip_follow(source, loud),
         "recon_vs_loudness": lip_follow(recon, loud),
     }
-
-
-def read_video_bytes(data: bytes) -> np.ndarray:
-    import av
-
-    with av.open(io.BytesIO(data)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 @torch.no_grad()
@@ -147,11 +140,16 @@ def generation_follow(
     config = GenerateConfig(prior=prior_run, dvae=dvae_run, audio=speech_wav, out=out, episode=episode,
                             seed=seed, temperature=temperature, device="cpu")  # fmt: skip
     summary = generate(config)
-    frames = read_video(out)
+    _, openness, loudness = mouth_and_loudness(out, speech_wav)
+    return {"generated": summary, **lip_follow(openness, loudness)}
+
+
+def mouth_and_loudness(video: Path, speech_wav: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, mouth openness per frame, loudness of `speech_wav` per frame) of a generated video."""
+    frames = read_video(video)
     audio, rate = read_audio(speech_wav)
     samples = to_model_rate(audio, rate, round(len(audio) * SAMPLE_RATE / rate))
-    loudness = frame_loudness(samples, SAMPLE_RATE, len(frames), VIDEO_FPS)
-    return {"generated": summary, **lip_follow(mouth_openness(frames), loudness)}
+    return frames, mouth_openness(frames), frame_loudness(samples, SAMPLE_RATE, len(frames), VIDEO_FPS)
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:

@@ -89,11 +89,12 @@ def train_models(config: DemoConfig, shards: Path, runs: Path, console: Console)
 
 def real_frames(shards: Path, episode: str, count: int) -> np.ndarray:
     """`count` frames, evenly spaced, of the first training clip of `episode` (224x256 RGB)."""
-    from nwt_train.audio_path import read_video_bytes, split_samples
+    from nwt_train.audio_path import split_samples
+    from nwt_train.generate import read_video
 
     for sample in split_samples(shards, "train"):
         if json.loads(sample["json"])["episode_id"] == episode:
-            frames = read_video_bytes(sample["mp4"])
+            frames = read_video(sample["mp4"])
             return frames[np.linspace(0, len(frames) - 1, count).round().astype(int)]
     raise ValueError(f"no training clip of episode {episode} in {shards}")
 
@@ -132,8 +133,9 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     """The data half (`nwt-data demo`), the models, and a generated video; returns the summary."""
     from nwt_data.cli.demo import demo as data_demo
     from nwt_data.demo import HELD_OUT_SPEECH
-    from nwt_data.synthetic import frame_loudness, lip_follow, mouth_openness
-    from nwt_train.generate import GenerateConfig, generate, read_video
+    from nwt_data.synthetic import lip_follow
+    from nwt_train.audio_path import mouth_and_loudness
+    from nwt_train.generate import GenerateConfig, generate
 
     started = time.perf_counter()
     data_demo(workspace=config.workspace, episodes=config.episodes, seconds=config.seconds,
@@ -153,14 +155,7 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
                            episode=episode, seed=config.seed, device="cpu"),
             on_frame=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
-    frames = read_video(video)
-    from nwt_data.audio import SAMPLE_RATE, VIDEO_FPS, to_model_rate
-    from nwt_train.generate import read_audio
-
-    audio, rate = read_audio(speech_wav)
-    loudness = frame_loudness(to_model_rate(audio, rate, round(len(audio) * SAMPLE_RATE / rate)),
-                              SAMPLE_RATE, len(frames), VIDEO_FPS)  # fmt: skip
-    openness = mouth_openness(frames)
+    frames, openness, loudness = mouth_and_loudness(video, speech_wav)
     follow = lip_follow(openness, loudness)
     sheet = contact_sheet(real_frames(shards, episode, 8), frames, openness, loudness,
                           ws / "generated" / f"{episode}-{config.arch}-sheet.png")  # fmt: skip

@@ -108,11 +108,17 @@ def episode_index(episodes: dict[str, int], wanted: str) -> int:
     raise TrainConfigError(f"unknown episode {wanted!r}; the prior knows: {known}")
 
 
-def read_video(path: Path) -> np.ndarray:
+def read_video(path: Path | bytes) -> np.ndarray:
+    """Every frame of a video file (or of an MP4's bytes, e.g. a shard member) as uint8 (T, H, W, 3)."""
+    import io
+
     import av
 
+    source = io.BytesIO(path) if isinstance(path, bytes) else str(path)
+    if isinstance(path, bytes):
+        path = Path("<video bytes>")
     try:
-        with av.open(str(path)) as container:
+        with av.open(source) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.FFmpegError, IndexError) as err:
         raise DataError(f"cannot read video from {path}: {err}") from None

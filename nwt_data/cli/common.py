@@ -57,33 +57,51 @@ RetryFailedOpt = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def handle_errors(func: F) -> F:
-    """Turn known errors into one line on stderr (exit 2); NWT_DEBUG=1 shows the traceback."""
+def error_funnel(os_error_line: Callable[[OSError], str | None], interrupted: str) -> Callable[[F], F]:
+    """The one shape of both CLIs' error handling, as a decorator factory.
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except NwtError as err:
-            if os.environ.get("NWT_DEBUG"):
-                raise
-            err_console.print("[bold red]error:[/] ", end="")
-            err_console.print(err.one_line(), soft_wrap=True, markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        except OSError as err:  # a full disk outside any item (shard's tar writer, the catalog)
-            known = from_os_error(err)
-            if known is None or os.environ.get("NWT_DEBUG"):
-                raise
-            err_console.print("[bold red]error:[/] ", end="")
-            err_console.print(known.one_line(), soft_wrap=True, markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print(
-                "[yellow]interrupted[/]: finished items are saved; run the command again to resume"
-            )
-            raise typer.Exit(130) from None
+    Known errors (every `NwtError`, and the OSErrors `os_error_line` turns into a line) print one line on
+    stderr and exit 2; anything else keeps its traceback; `NWT_DEBUG=1` shows tracebacks of known
+    errors too; Ctrl-C prints `interrupted` and exits 130.
+    """
 
-    return wrapper  # type: ignore[return-value]
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except NwtError as err:
+                if os.environ.get("NWT_DEBUG"):
+                    raise
+                _error_line(err.one_line())
+                raise typer.Exit(2) from None
+            except OSError as err:
+                line = os_error_line(err)
+                if line is None or os.environ.get("NWT_DEBUG"):
+                    raise
+                _error_line(line)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                err_console.print(f"[yellow]interrupted[/]: {interrupted}")
+                raise typer.Exit(130) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _error_line(message: str) -> None:
+    err_console.print("[bold red]error:[/] ", end="")
+    err_console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+
+def _disk_full_line(err: OSError) -> str | None:
+    known = from_os_error(err)  # a full disk outside any item (shard's tar writer, the catalog)
+    return None if known is None else known.one_line()
+
+
+handle_errors = error_funnel(_disk_full_line, "finished items are saved; run the command again to resume")
+"""Turn known errors into one line on stderr (exit 2); NWT_DEBUG=1 shows the traceback."""
 
 
 def run_config(ws: Workspace, executor: str | None, ray_address: str | None) -> RunConfig:

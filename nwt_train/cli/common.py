@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from nwt_data.errors import NwtError
+from nwt_data.cli.common import error_funnel
 from nwt_train.errors import TrainConfigError
 
 err_console = Console(stderr=True)
@@ -39,39 +38,20 @@ _ENVIRONMENT_ERRNOS = {
 }
 
 
-def _error_line(message: str) -> None:
-    err_console.print("[bold red]error:[/] ", end="")
-    err_console.print(message, soft_wrap=True, markup=False, highlight=False)
+def _environment_line(err: OSError) -> str | None:
+    hint = _ENVIRONMENT_ERRNOS.get(err.errno or 0)
+    if hint is None:
+        return None
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err} ({hint})"
 
 
-def report_errors(func: F) -> F:
-    """The one place errors become messages: known ones one line on stderr (exit 2), others a traceback.
+report_errors = error_funnel(_environment_line, "run the command again to resume")
+"""The one place errors become messages: known ones one line on stderr (exit 2), others a traceback.
 
-    Known: every `NwtError` (the nwt_data and nwt_train hierarchies), and a full disk, a read-only
-    file system or a permission refusal. `NWT_DEBUG=1` shows the traceback of known errors too.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except NwtError as err:
-            if os.environ.get("NWT_DEBUG"):
-                raise
-            _error_line(err.one_line())
-            raise typer.Exit(2) from None
-        except OSError as err:
-            hint = _ENVIRONMENT_ERRNOS.get(err.errno or 0)
-            if hint is None or os.environ.get("NWT_DEBUG"):
-                raise
-            where = f"{err.filename}: " if err.filename else ""
-            _error_line(f"{where}{err.strerror or err} ({hint})")
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: run the command again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
+Known: every `NwtError` (the nwt_data and nwt_train hierarchies), and a full disk, a read-only file
+system or a permission refusal. `NWT_DEBUG=1` shows the traceback of known errors too.
+"""
 
 
 ConfigFile = Annotated[
