@@ -72,6 +72,12 @@ class DVAETrainConfig:
     frame's score and pixels on their own: the 2D critics see frames independently)."""
     pixel_weight: float = 0.0
     """Weight of a pixel L1 term added to L_recon (not in the paper; 0 = the paper's loss)."""
+    feature_weight: float = 1.0
+    """Weight of the critics' feature matching in L_recon (1 = the paper; 0 leaves pixels alone)."""
+    feature_matching: str = "paper"
+    """Per-map scale of the feature matching: "paper" (mean |D(x) - D(x~)| as eq. 7) or "relative"
+    (each map's term divided by the mean |D(x)| of the real map, so critics whose features grow under
+    WGAN training do not drown the pixel term)."""
     health_warmup: int = 1000
     """Steps before a Memcode head whose argmax perplexity stays under `collapse_perplexity` (two logs
     in a row) is warned about."""
@@ -94,12 +100,16 @@ class DVAETrainConfig:
             "kl_normaliser": ("pixels", "feature_maps", "memcodes"),
             "score_reduction": ("mean", "sum"),
             "gp_frames": ("clip", "frame"),
+            "feature_matching": ("paper", "relative"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        if self.pixel_weight < 0 or self.health_warmup < 0 or self.collapse_perplexity < 1:
-            raise ValueError("pixel_weight and health_warmup must be >= 0, collapse_perplexity >= 1")
+        negative = min(self.pixel_weight, self.feature_weight, self.health_warmup) < 0
+        if negative or self.collapse_perplexity < 1:
+            raise ValueError(
+                "pixel_weight, feature_weight and health_warmup must be >= 0, collapse_perplexity >= 1"
+            )
 
 
 def paper() -> DVAETrainConfig:

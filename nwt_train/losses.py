@@ -38,7 +38,10 @@ def _wide(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def feature_matching_loss(real_features: Features, fake_features: Features) -> Tensor:
+FEATURE_SCALES = ("paper", "relative")
+
+
+def feature_matching_loss(real_features: Features, fake_features: Features, scale: str = "paper") -> Tensor:
     """L_recon of eq. 7: Σ over critics Σ over hidden layers of mean |D_c^l(x) - D_c^l(x̃)|.
 
     real_features[c][l] / fake_features[c][l]: layer l of critic c for the target x and for the
@@ -46,7 +49,13 @@ def feature_matching_loss(real_features: Features, fake_features: Features) -> T
     difference over all its elements (batch included); maps are then SUMMED over layers and critics, as
     eq. 7 and Algorithm 2 write, so the value grows with the number of maps (14 for Table 4b).
     The real side is detached: only the reconstruction receives gradient.
+
+    scale="relative" divides each map's term by the mean |D_c^l(x)| of the real map (detached), so a
+    map's term is a relative error that stays O(1) however large WGAN training makes the critics'
+    features (not in the paper; see `DVAETrainConfig.feature_matching`).
     """
+    if scale not in FEATURE_SCALES:
+        raise ValueError(f"feature scale must be one of {FEATURE_SCALES}, got {scale!r}")
     if len(real_features) != len(fake_features):
         raise ValueError(f"{len(real_features)} critics of real features but {len(fake_features)} of fake")
     if not real_features:
@@ -60,7 +69,10 @@ def feature_matching_loss(real_features: Features, fake_features: Features) -> T
                 raise ValueError(
                     f"critic {c} layer {layer}: real {tuple(real.shape)} vs fake {tuple(fake.shape)}"
                 )
-            term = (_wide(fake) - _wide(real.detach())).abs().mean()
+            target = _wide(real.detach())
+            term = (_wide(fake) - target).abs().mean()
+            if scale == "relative":
+                term = term / target.abs().mean().clamp_min(1e-6)
             total = term if total is None else total + term
     if total is None:
         raise ValueError("feature_matching_loss got critics without any hidden feature map")
@@ -214,6 +226,8 @@ def dvae_generator_loss(
     gamma: float = GAMMA,
     reduction: str = "mean",
     pixel_weight: float = 0.0,
+    feature_weight: float = 1.0,
+    feature_scale: str = "paper",
     target: Tensor | None = None,
     reconstruction: Tensor | None = None,
 ) -> dict[str, Tensor]:
@@ -223,12 +237,14 @@ def dvae_generator_loss(
     the critics' score maps for x̃; logits: the Memcodes logits (..., heads, K); beta_norm: the
     annealed, normalised KL weight (`schedules.kl_weight`); reduction: of the score maps in L_gan.
     pixel_weight > 0 adds pixel_weight x mean |x - x̃| to recon (the pixels as one more matched map,
-    not in the paper; needs `target` and `reconstruction`). Returns "loss", "recon", "gan", "kl",
-    "gan_weighted", "kl_weighted" and, with a pixel term, "pixel" (all 0-dim tensors; only "loss" is
-    meant for backward).
+    not in the paper; needs `target` and `reconstruction`); feature_weight scales the feature
+    matching and feature_scale picks its per-map scaling (`feature_matching_loss`). Returns "loss",
+    "recon", "gan", "kl", "gan_weighted", "kl_weighted", "feature_matching" (unweighted) and, with a
+    pixel term, "pixel" (all 0-dim tensors; only "loss" is meant for backward).
     """
-    recon = feature_matching_loss(real_features, fake_features)
-    extra: dict[str, Tensor] = {}
+    matching = feature_matching_loss(real_features, fake_features, feature_scale)
+    recon = feature_weight * matching
+    extra: dict[str, Tensor] = {"feature_matching": matching}
     if pixel_weight:
         if target is None or reconstruction is None:
             raise ValueError("pixel_weight needs the target and the reconstruction")

@@ -317,6 +317,7 @@ def train_step(
                 terms = losses.dvae_generator_loss(
                     target_features, recon_features, recon_scores, logits, beta_norm=beta_norm,
                     gamma=config.gamma, reduction=reduction, pixel_weight=config.pixel_weight,
+                    feature_weight=config.feature_weight, feature_scale=config.feature_matching,
                     target=videos[i], reconstruction=reconstruction,
                 )  # fmt: skip
                 if monitor:

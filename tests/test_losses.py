@@ -156,7 +156,29 @@ def test_dvae_generator_loss_combines_terms() -> None:
     assert terms["gan"].item() == pytest.approx(-4.0)
     assert terms["kl"].item() == pytest.approx(math.log(8), rel=1e-6)
     assert terms["loss"].item() == pytest.approx(1.0 + 0.5 * -4.0 + 0.1 * math.log(8), rel=1e-6)
-    assert set(terms) == {"loss", "recon", "gan", "kl", "gan_weighted", "kl_weighted"}
+    assert set(terms) == {"loss", "recon", "gan", "kl", "gan_weighted", "kl_weighted", "feature_matching"}
+
+
+def test_relative_feature_matching_ignores_the_critics_scale() -> None:
+    """A critic whose features grow 1000x gives the same relative term; the paper's term grows 1000x."""
+    real = torch.tensor([[1.0, -2.0, 3.0, -4.0]])
+    fake = real * 0.9
+    for scale in (1.0, 1000.0):
+        relative = feature_matching_loss([[real * scale]], [[fake * scale]], "relative")
+        assert relative.item() == pytest.approx(0.1, rel=1e-5)
+    assert feature_matching_loss([[real * 1000]], [[fake * 1000]]).item() == pytest.approx(250.0, rel=1e-5)
+    with pytest.raises(ValueError, match="feature scale"):
+        feature_matching_loss([[real]], [[fake]], "loud")
+
+
+def test_feature_weight_zero_leaves_the_pixel_term_alone() -> None:
+    real, fake = [[torch.zeros(1, 4)]], [[torch.ones(1, 4)]]
+    target, reconstruction = torch.zeros(1, 3), torch.full((1, 3), 0.5)
+    terms = dvae_generator_loss(real, fake, [torch.zeros(1)], torch.zeros(1, 1, 4), beta_norm=0.0, gamma=0.0,
+                                pixel_weight=2.0, feature_weight=0.0, target=target,
+                                reconstruction=reconstruction)  # fmt: skip
+    assert terms["feature_matching"].item() == pytest.approx(1.0)
+    assert terms["recon"].item() == pytest.approx(1.0)  # 0 x 1.0 + 2 x 0.5
 
 
 # ---- codebook usage -----------------------------------------------------------------------------------
