@@ -787,14 +787,25 @@ class Catalog:
         return [r[0] for r in rows]
 
     def record_decision(self, clip_id: str, review: str | None, reason: str | None, note: str | None,
-                        reviewer: str, at: str | None = None) -> bool:  # fmt: skip
-        """Set a clip's decision and log it with what it replaces, in one transaction; False: no such clip."""
+                        reviewer: str, at: str | None = None, *,
+                        skip_same: bool = False) -> bool:  # fmt: skip
+        """Set a clip's decision and log it with what it replaces, in one transaction; False: no such clip.
+
+        With `skip_same`, a decision already in place (same review, reason, note and reviewer, and the
+        same time when `at` is given) is left as it is and not logged again: importing a file twice,
+        or again after a killed import, changes nothing the first import did.
+        """
         with self.transaction() as conn:
             row = conn.execute(
                 f"SELECT {', '.join(self.DECISION_COLUMNS)} FROM clips WHERE clip_id = ?", (clip_id,)
             ).fetchone()
             if row is None:
                 return False
+            current = dict(zip(self.DECISION_COLUMNS, row, strict=True))
+            wanted = {"review": review, "review_reason": reason, "review_note": note, "reviewer": reviewer}
+            in_place = all(current[k] == v for k, v in wanted.items())
+            if skip_same and in_place and (at is None or current["reviewed_at"] == at):
+                return True
             at = at or now()
             self._set_decision(clip_id, (review, reason, note, reviewer, at))
             conn.execute(

@@ -224,3 +224,36 @@ def test_a_full_disk_outside_an_item_is_one_line(monkeypatch) -> None:
         "error: the disk is full writing shards/train-000000.tar (free some space and run the command "
         "again; finished items are kept)"
     ]
+
+
+# --- what a killed run leaves -------------------------------------------------------------------
+def test_shard_clears_a_half_written_shard_and_dataset_json_left_by_a_kill(tmp_path: Path, cli) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("episode_id,url\n")
+    ws = tmp_path / "ws"
+    assert cli("fetch", manifest, "-w", ws).exit_code == 0
+    shards = ws / "shards"
+    left = [shards / ".train-000000.tar.0123abcd.partial", shards / ".dataset.json.89abcdef.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    assert cli("shard", "-w", ws).exit_code == 0
+    assert sorted(p.name for p in shards.iterdir()) == ["dataset.json"]
+
+
+def test_importing_decisions_again_logs_nothing_new(tmp_path: Path) -> None:
+    from nwt_data.review.session import import_decisions
+
+    catalog = _review_catalog(tmp_path)
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "clip_id,review,review_reason,reviewer,reviewed_at\na_00000,accepted,,ann,\n"
+        "a_00001,rejected,overlay,bob,2024-05-01T12:00:00+00:00\n"
+    )
+    log = "SELECT clip_id, review, at FROM review_log ORDER BY entry_id"
+    assert import_decisions(catalog, path) == (2, [])
+    first = catalog.conn.execute(log).fetchall()
+    assert import_decisions(catalog, path) == (2, [])  # a rerun, e.g. after a killed import
+    assert catalog.conn.execute(log).fetchall() == first and len(first) == 2
+    path.write_text("clip_id,review,review_reason,reviewer\na_00000,rejected,overlay,ann\n")
+    assert import_decisions(catalog, path) == (1, [])  # a changed decision is logged
+    assert len(catalog.conn.execute(log).fetchall()) == 3

@@ -172,9 +172,11 @@ class ReviewSession:
 
 
 def write_decision(catalog: Catalog, clip_id: str, review: str | None, reason: str | None,
-                   note: str | None, reviewer: str, at: str | None = None) -> None:  # fmt: skip
-    """Set a clip's decision and log it with what it replaces, in one transaction."""
-    if not catalog.record_decision(clip_id, review, reason, note, reviewer, at):
+                   note: str | None, reviewer: str, at: str | None = None, *,
+                   skip_same: bool = False) -> None:  # fmt: skip
+    """Set a clip's decision and log it with what it replaces, in one transaction (with `skip_same`,
+    not when that decision is already in place: see Catalog.record_decision)."""
+    if not catalog.record_decision(clip_id, review, reason, note, reviewer, at, skip_same=skip_same):
         raise ReviewError(f"no clip {clip_id!r} in this workspace")
 
 
@@ -247,7 +249,11 @@ def check_reviewed_at(value: Any) -> str | None:
 
 
 def import_decisions(catalog: Catalog, path: Path, reviewer: str | None = None) -> tuple[int, list[str]]:
-    """Apply decisions from CSV or JSONL; return (applied, one-line problems)."""
+    """Apply decisions from CSV or JSONL; return (applied, one-line problems).
+
+    Each decision is its own transaction, and one already in place is not logged again, so an
+    import killed part-way and run again ends as one uninterrupted import.
+    """
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -269,7 +275,7 @@ def import_decisions(catalog: Catalog, path: Path, reviewer: str | None = None) 
         try:
             note = record.get("review_note") or None
             who = reviewer or record.get("reviewer") or "import"
-            write_decision(catalog, clip_id, review, reason, note, who, at)
+            write_decision(catalog, clip_id, review, reason, note, who, at, skip_same=True)
             applied += 1
         except ReviewError as err:
             problems.append(str(err))

@@ -263,8 +263,10 @@ class ShardStage(Stage[ShardPlan, Written]):
         return 1  # one shard after another on this machine; one task per shard on Ray
 
     def prepare(self, catalog: Catalog) -> None:
-        for stale in self.ws.shards_dir.glob(".*.partial"):
-            stale.unlink()
+        # A killed run leaves its shard (.partial) or its dataset.json (write_atomic's .tmp) half written.
+        for pattern in (".*.partial", ".*.tmp"):
+            for stale in self.ws.shards_dir.glob(pattern):
+                stale.unlink()
 
     def select(self, catalog: Catalog, report: StageReport) -> Selection[ShardPlan]:
         config = self.config
