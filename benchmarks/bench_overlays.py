@@ -7,6 +7,7 @@ Columns: frames with a false box (painted more than 0.2% of the frame outside th
 the mean share of the frame painted outside them; frames with an overlay whose area is at least 90%
 painted. Real clips: only vexpress_case10 has an overlay (its inset, bottom left, whole clip). Also
 the graphic rule's CPU seconds per clip-second (sampling, OCR and planning; decoding not counted).
+The held-out banners (`held_out_cases`) are totalled apart: they were not used to tune the rule.
 Run with `python benchmarks/bench_overlays.py`.
 """
 
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from nwt_data.config import MaskConfig
 from nwt_data.curation.overlay import plan_overlays, sample_clip
-from nwt_data.curation.synthetic import Case, cases, score
+from nwt_data.curation.synthetic import Case, cases, held_out_cases, score
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -72,12 +73,13 @@ def main() -> None:
     for column in ("source", "clip", "overlay", "paper: false frames", "paper: false area", "paper: masked",
                    "graphic: false frames", "graphic: false area", "graphic: masked"):  # fmt: skip
         table.add_column(column)
-    totals: dict[str, list[int]] = {"paper": [0, 0, 0, 0], "graphic": [0, 0, 0, 0]}
+    # Totals per set: the real clips with the generated cases, and apart, the held-out banners.
+    totals: dict[tuple[str, str], list[int]] = {}
     cpu, seconds = 0.0, 0.0
-    groups = [("generated", cases())]
+    groups = [("generated", "cases", cases()), ("held out", "held-out", held_out_cases())]
     if SHARED_MEDIA.is_dir():
-        groups.insert(0, ("shared/media", real_cases()))
-    for source, group in groups:
+        groups.insert(0, ("shared/media", "cases", real_cases()))
+    for source, total, group in groups:
         for case in group:
             scores, used = measure(case, config)
             cpu += used
@@ -87,7 +89,7 @@ def main() -> None:
                 s = scores[name]
                 cells += [f"{s.false_frames}/{s.frames}", f"{s.false_area:.3f}",
                           f"{s.overlay_masked}/{s.overlay_frames}" if s.overlay_frames else "-"]  # fmt: skip
-                t = totals[name]
+                t = totals.setdefault((total, name), [0, 0, 0, 0])
                 if not case.has_overlay:
                     t[0] += 1
                     t[1] += s.false_frames > 0
@@ -95,9 +97,9 @@ def main() -> None:
                 t[3] += s.overlay_frames
             table.add_row(*cells)
     console.print(table)
-    for name, (clean, false_clips, masked, frames) in totals.items():
+    for (total, name), (clean, false_clips, masked, frames) in totals.items():
         share = masked / max(1, frames)
-        console.print(f"{name:8} overlay-free clips with a false box: {false_clips}/{clean};"
+        console.print(f"{total:8} {name:8} overlay-free clips with a false box: {false_clips}/{clean};"
                       f" overlay frames masked: {masked}/{frames} ({share:.1%})")  # fmt: skip
     rate = cpu / seconds
     console.print(

@@ -14,7 +14,9 @@ only what behaves like a graphic laid over the picture:
   sample, or flickers in and out, is clothing or light);
 - text: a static, wide text line found by the OCR text detector (`nwt_data.curation.text`) in a
   caption band (the bottom 40% or top 20%) is a caption or a lower third; it also lets a bright box
-  through with a looser shape test, and a box with no inner vertical side (a full-width banner) needs it.
+  through with a looser shape test, and a box with no inner vertical side (a full-width banner) needs it;
+- a banner under such text that merges with a subject of its colour (a white lower third over a white
+  shirt) is what keeps that colour in every sample while the subject moves (`static_banner`).
 
 A box needs at least one inner horizontal and one inner vertical side (a full-height strip is a wall,
 a full-width band is a desk) unless text is inside it. Everything is measured on frames scaled to
@@ -277,6 +279,14 @@ def plan_overlays(
         and _lasting([b is not None for b in t.boxes], rule)
         and not low * height < t.median()[1] + t.median()[3] / 2 < high * height
     ]
+    for c in captions:
+        # A caption whose banner merges with the picture in some frames (a white banner over a white
+        # shirt): the banner is what keeps its colour while the subject behind it moves.
+        on = spans(text_times, [b is not None for b in c.boxes])
+        during = [g for t, g in zip(times, small, strict=True) if any(a - 1e-6 <= t < z for a, z in on)]
+        banner = static_banner(during, c.median())
+        if banner != c.median():
+            c.boxes = [banner if b is not None else None for b in c.boxes]
 
     # Static boxes of straight sharp lines (insets), seen per sample where their lines are.
     edges = EdgeAccumulator()
@@ -362,6 +372,64 @@ def grow_banner(gray: np.ndarray, box: Box, rule: GraphicRule, uniform: float = 
     if grown[2] * grown[3] > rule.max_area * width * height or not sharp_sides(gray, grown, rule):
         return box
     return grown
+
+
+def static_banner(grays: Sequence[np.ndarray], box: Box, uniform: float = 12.0) -> Box:
+    """The banner under a text line whose edges are only partly in the picture (a white banner over a
+    white shirt), from the samples of the caption's time on screen; `box` when there is none.
+
+    The banner is what keeps the colour inside the text's box in every sample (it stays put; a
+    subject of that colour behind it moves). Candidates: rectangles around the text, at most a text
+    height taller on each side, as wide as the columns that keep the colour over their rows, solid
+    inside along their top and bottom rows, that float off the top and bottom of the frame and have
+    an inner vertical side (else a desk or a wall with a logo would pass). The banner is the one
+    whose top and bottom edges are seen most (the colour ends across them in some sample), along a
+    tenth of their length at least; a line through the banner where a shirt's top meets it is seen
+    only along the shirt."""
+    import cv2
+
+    if not grays:
+        return box
+    height, width = grays[0].shape
+    x, y, w, h = box
+    x, y, w, h = max(0, x), max(0, y), min(w, width - x), min(h, height - y)
+    inside = np.stack([g[y : y + h, x : x + w] for g in grays]).astype(np.float32)
+    colour = float(np.median(inside))
+    # The samples the banner is in: most of the text's box has its colour (it comes and goes whole).
+    on = (np.abs(inside - colour) <= uniform).mean(axis=(1, 2)) >= 0.5
+    if on.sum() < 2:
+        return box
+    keeps = np.ones((height, width), bool)
+    for g, o in zip(grays, on, strict=True):
+        if o:
+            keeps &= np.abs(g.astype(np.int16) - colour) <= uniform
+    # Close the letters' strokes (thinner than a third of the box) into the banner.
+    k = max(3, h // 3) | 1
+    keeps = cv2.morphologyEx(keeps.view(np.uint8), cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)).astype(bool)
+    rows = np.concatenate([np.zeros((1, width)), np.cumsum(keeps, axis=0)])  # rows[y] = sum of keeps[:y]
+    # The OCR box carries a margin that may reach past the banner: candidates need only its middle half.
+    core0, core1 = y + h // 4, y + h - h // 4
+    tops = range(max(1, y - h), core0 + 1)
+    bottoms = range(core1, min(height - 1, y + 2 * h) + 1)
+    best, best_seen = box, 0.0
+    for y0, y1 in ((a, b) for a in tops for b in bottoms):
+        solid = (rows[y1] - rows[y0]) / (y1 - y0) >= 0.9  # per column, over the candidate's rows
+        if not solid[x : x + w].all():
+            continue
+        gaps = np.flatnonzero(~solid)
+        x0 = int(gaps[gaps < x].max() + 1) if (gaps < x).any() else 0
+        x1 = int(gaps[gaps >= x + w].min()) if (gaps >= x + w).any() else width
+        if x0 == 0 and x1 == width:
+            continue
+        if keeps[y0, x0:x1].mean() < 0.95 or keeps[y1 - 1, x0:x1].mean() < 0.95:
+            continue  # a side that is not solid inside
+        # The share of each horizontal side where the colour ends (its edge is in the picture).
+        seen = 1 - max(keeps[y0 - 1, x0:x1].mean(), keeps[y1, x0:x1].mean())
+        # Of the rectangles whose sides are all partly seen, the one whose edges are seen most (a
+        # line through the banner where a shirt's top meets it is seen along the shirt only).
+        if seen >= 0.1 and (seen > best_seen + 1e-9 or (seen > best_seen - 1e-9 and y1 - y0 < best[3])):
+            best, best_seen = (x0, y0, x1 - x0, y1 - y0), seen
+    return best
 
 
 def _lines_present(gray: np.ndarray, box: Box, strength: float = 8.0, share: float = 0.5) -> bool:

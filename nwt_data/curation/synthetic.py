@@ -161,6 +161,20 @@ def _white_lower_third(img: np.ndarray) -> None:
     _text(img, "LIVE FROM WASHINGTON", (x + 12, y + h - 16), (20, 20, 20), 0.75)
 
 
+Colour = tuple[int, int, int]
+
+
+def _banner(box: Box, colour: Colour, text: str, ink: Colour) -> Callable[[np.ndarray], None]:
+    """A plain lower-third banner of `colour` with `text` on it (for banners the colour of the shirt)."""
+
+    def draw(img: np.ndarray) -> None:
+        x, y, w, h = box
+        img[y : y + h, x : x + w] = colour
+        _text(img, text, (x + 12, y + h - 15), ink, 0.75)
+
+    return draw
+
+
 def _caption(img: np.ndarray) -> None:
     _text(img, "and that is why it matters", (CAPTION[0], CAPTION[1] + CAPTION[3] - 8), (255, 255, 255), 0.8,
           outline=True)  # fmt: skip
@@ -190,6 +204,43 @@ def cases() -> list[Case]:
         render("blue lower third", overlay=_lower_third),
         render("inset picture", overlay=lambda im: _inset(im, INSET)),
         render("caption", overlay=_caption),
+        # The white lower third's kind, drawn apart from it (other colours, sides and heights) so the
+        # rule that recovers a banner merging with the shirt is not tuned on that one case: a cream
+        # banner at the right edge whose left end lies on a cream shirt, and a dark banner off the
+        # frame's edges whose right end lies on a suit of its colour (gray levels equal; RGB differs
+        # slightly, so the truth, the pixels the banner changed, is its whole box).
+        render(
+            "cream lower third, right",
+            shirt=(226, 222, 200),
+            overlay=_banner((150, 360, 298, 48), (228, 222, 196), "NEWS AT TEN", (40, 30, 20)),
+            seed=1,
+        ),
+        render(
+            "dark lower third on a dark suit",
+            overlay=_banner((20, 330, 280, 50), (38, 34, 44), "SAM LEE, HOST", (235, 235, 235)),
+            seed=2,
+        ),
+    ]
+
+
+def held_out_cases() -> list[Case]:
+    """Banners of the same kind, written after the merge rule (`overlay.static_banner`) was final and
+    measured once, not tuned on: a grey banner whose bottom edge lies on a grey shirt in every frame
+    (the edge is never in the picture), and a banner on a top of its colour that appears at 1.2 s."""
+    return [
+        render(
+            "grey banner, both ends on the shirt",
+            shirt=(201, 200, 203),
+            overlay=_banner((100, 420, 250, 44), (200, 200, 205), "BREAKING NEWS", (30, 30, 30)),
+            seed=3,
+        ),
+        render(
+            "red banner on a red top, from 1.2 s",
+            shirt=(180, 40, 40),
+            overlay=_banner((0, 380, 300, 46), (182, 40, 38), "LIVE", (255, 255, 255)),
+            overlay_from=1.2,
+            seed=4,
+        ),
     ]
 
 
