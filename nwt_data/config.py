@@ -108,6 +108,7 @@ class SegmentConfig:
     """`nwt-data segment`: keyframe split, crop and trim (Appendix D steps 2-4)."""
 
     workers: int = field(default_factory=default_workers)
+    """Episodes split at once."""
     segment_time: float = 4.0
     """ffmpeg's -segment_time: a clip ends at the first keyframe after this many seconds."""
     trim: float = 0.25
@@ -115,6 +116,8 @@ class SegmentConfig:
     min_duration: float = 2.0
     """Clips this long or shorter are marked too short instead of trimmed."""
     crop: CropSpec = field(default_factory=CropSpec)
+    """The portrait box: paper (507,8,623,712@1280x720, step 3), center (the largest centred box with
+    the output aspect), none (the whole frame), X,Y,W,H (in 1280x720) or X,Y,W,H@WIDTHxHEIGHT."""
 
     def __post_init__(self) -> None:
         _positive("workers", self.workers)
@@ -123,6 +126,9 @@ class SegmentConfig:
             raise ConfigError(f"trim must be >= 0, not {self.trim}")
         if self.min_duration < 2 * self.trim:
             raise ConfigError(f"min_duration ({self.min_duration}) must be at least twice trim ({self.trim})")
+
+
+OVERLAY_RULES = ("graphic", "paper")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,24 +141,26 @@ class MaskConfig:
     """
 
     workers: int = field(default_factory=default_workers)
+    """Clips prepared at once."""
     overlay_rule: str = "graphic"
-    """Which overlays are painted white: graphic (rectangular, static, whole, or text) or paper."""
+    """Which overlays are painted white: graphic (rectangular, static panels, insets and captions that
+    stay put while the subject moves) or paper (Appendix D step 6 exactly)."""
     overlay_fps: float = 4.0
     """graphic rule: frames per second of the kept window it looks at."""
     text_fps: float = 0.5
     """graphic rule: frames per second given to the OCR text detector (0: no text detection)."""
     threshold: int = 185
-    """Grayscale binarisation threshold."""
+    """paper rule: grayscale binarisation threshold (0-255)."""
     min_area: int = 4000
-    """A box is painted when its bounding-rectangle area is above this..."""
+    """paper rule: a painted box's bounding rectangle is larger than this (square pixels)..."""
     max_area: int = 100_000
-    """...and below this..."""
+    """paper rule: ...and smaller than this (square pixels)..."""
     min_height: int = 80
-    """...its height is above this..."""
+    """paper rule: ...and taller than this many pixels..."""
     left_margin: int = 20
-    """...and its top-left corner is within this many pixels of the left edge..."""
+    """paper rule: ...and its top-left corner is within this many pixels of the left edge..."""
     top_offset: int = 550
-    """...or more than this many pixels from the top."""
+    """paper rule: ...or more than this many pixels from the top."""
     reference_height: int = 712
     """Crop height the thresholds above are given for."""
     gop: int = 10
@@ -164,7 +172,7 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         _positive("workers", self.workers)
-        if self.overlay_rule not in ("graphic", "paper"):
+        if self.overlay_rule not in OVERLAY_RULES:
             raise ConfigError(f"overlay_rule must be graphic or paper, not {self.overlay_rule!r}")
         if not 0 < self.overlay_fps <= 60:
             raise ConfigError(f"overlay_fps must be within (0, 60], not {self.overlay_fps}")
@@ -193,7 +201,8 @@ class RunConfig:
     executor: str = "local"
     """`local` (threads or processes on this machine) or `ray` (tasks on a Ray cluster)."""
     ray_address: str = ""
-    """The Ray cluster to join (`ray start --head` prints it); empty: $RAY_ADDRESS or a new local one."""
+    """The Ray cluster to join, e.g. 10.0.0.5:6379 (`ray start --head` prints it; on the command line it
+    implies --executor ray); empty: $RAY_ADDRESS or a new local cluster."""
     max_in_flight: int = 0
     """Items submitted and not yet committed, at most (backpressure); 0: twice the CPUs available."""
     timeout: float = 3600.0
@@ -220,6 +229,31 @@ class RunConfig:
             raise ConfigError(f"task_retries must be >= 0, not {self.task_retries}")
 
 
+SPEECH_ENGINES = ("auto", "espeak", "babble")
+DEMO_DIR = "demo-workspace"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    """`nwt-data demo`: the synthetic talking-face episodes it generates."""
+
+    episodes: int = 4
+    """How many talking-face episodes (at least 2: one is downloaded over HTTP, the others copied)."""
+    seconds: float = 20.0
+    """Length of each episode in seconds (at least 8)."""
+    speech: str = "auto"
+    """Their speech: espeak (espeak-ng), babble (synthetic syllables) or auto (espeak-ng when installed,
+    else babble)."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 2:
+            raise ConfigError(f"demo: episodes must be at least 2, not {self.episodes}")
+        if self.seconds < 8:
+            raise ConfigError(f"demo: seconds must be at least 8, not {self.seconds}")
+        if self.speech not in SPEECH_ENGINES:
+            raise ConfigError(f"demo: speech must be one of {', '.join(SPEECH_ENGINES)}, not {self.speech!r}")
+
+
 def parse_size(text: str | int) -> int:
     """Bytes from `1GB`, `500MB`, `64KiB` or a plain number."""
     if isinstance(text, int):
@@ -231,6 +265,16 @@ def parse_size(text: str | int) -> int:
     base = 1024 if unit.endswith("i") else 1000
     power = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit.rstrip("i")]
     return int(float(match[1]) * base**power)
+
+
+def format_size(size: int) -> str:
+    """`1GB` for 1_000_000_000, `64KiB` for 65536: the shortest text `parse_size` reads back."""
+    units = (("TB", 1000, 4), ("GB", 1000, 3), ("MB", 1000, 2), ("kB", 1000, 1),
+             ("TiB", 1024, 4), ("GiB", 1024, 3), ("MiB", 1024, 2), ("KiB", 1024, 1))  # fmt: skip
+    for unit, base, power in units:
+        if size >= base**power and size % base**power == 0:
+            return f"{size // base**power}{unit}"
+    return str(size)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +34,12 @@ STUDIO_FILTER = ",".join(
 # no episode contains, for generating video from unseen speech.
 DEMO_EPISODES = demo_episodes(count=4, seconds=20.0)
 HELD_OUT_SPEECH = FaceEpisode("held-out-speech", seconds=10.0, seed=999)
+_DEMO_ID = re.compile(r"face-\d+")
+
+
+def foreign_episodes(episode_ids: Iterable[str]) -> list[str]:
+    """Episodes the demo did not make: a workspace holding any is a real dataset, not the demo's."""
+    return sorted(e for e in episode_ids if not _DEMO_ID.fullmatch(e))
 
 
 def make_episode(path: Path, episode: FaceEpisode, *, engine: str = "auto") -> Path:

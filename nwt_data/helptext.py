@@ -2,8 +2,9 @@
 
 Docstrings are written wrapped at 110 columns; Typer keeps those line breaks, so at 80 columns every
 long line breaks twice. `tidy(app)` joins the lines of each paragraph and lets Rich wrap them to the
-terminal. Typer labels option types `<bool>`, `<path>`, `<list[str]>`; `type_label` turns them into
-the usual `PATH` / `TEXT` / `INTEGER` labels, lists choices as `[a|b]` and drops the label of flags.
+terminal. Typer labels option types `<bool>`, `<path>`, `<list[str]>`, `<int range>`; `type_label` turns them
+into the usual `PATH` / `TEXT` / `INTEGER` labels, lists choices as `[a|b]` and drops the label of
+flags; a default given as text is shown as it is, not in parentheses.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def type_label(label: str | None, *, is_flag: bool) -> str | None:
     """Typer's `<type>` label as shown in help: None for flags, choices as [a|b], PATH, TEXT ..."""
     if is_flag or not label:
         return None
-    inner = label.strip("<>")
+    inner = label.strip("<>").removesuffix(" range")  # the range itself is shown as [x>=1]
     if inner.startswith("list[") and inner.endswith("]"):
         inner = inner[5:-1]
     if "|" in inner:
@@ -64,6 +65,21 @@ def _patch_type_labels() -> None:
         return help_record(self, ctx)
 
     TyperOption.get_help_record = get_help_record  # type: ignore[method-assign]
+    default_string = TyperOption._get_default_string
+
+    def _get_default_string(self: Any, *, ctx: Any, show_default_is_str: bool, default_value: Any) -> str:
+        if show_default_is_str:  # a default given as text (`CPU count`) is shown as it is, unbracketed
+            return str(self.show_default)
+        return default_string(self, ctx=ctx, show_default_is_str=False, default_value=default_value)
+
+    TyperOption._get_default_string = _get_default_string  # type: ignore[method-assign]
+    # Usage lines name a required argument in capitals (`fetch [OPTIONS] MANIFEST`), not `{manifest}`.
+    TyperArgument._usage_display_name = lambda self: (
+        (  # type: ignore[method-assign]
+            self.display_name_raw.upper() if self.required else f"[{self.display_name_raw.upper()}]"
+        )
+        + ("..." if self.nargs != 1 else "")
+    )
 
 
 def tidy(app: typer.Typer) -> typer.Typer:

@@ -25,26 +25,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nwt_data.config import DEMO_DIR
+from nwt_data.config import DemoConfig as DataDemoConfig
+
 
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig:
     """`nwt-train demo`: where it works and how long each model trains."""
 
-    workspace: Path = Path("demo-workspace")
-    """The nwt-data workspace; runs go to WORKSPACE/runs, the video to WORKSPACE/generated."""
+    workspace: Path = Path(DEMO_DIR)
+    """Workspace of the demo, created when missing (one holding other episodes is refused); runs go to
+    WORKSPACE/runs, the video to WORKSPACE/generated."""
     dvae_steps: int = 500
     """Steps of the tiny dVAE (batch 2 x 8 frames)."""
     prior_steps: int = 400
     """Steps of the tiny FAR prior (batch 4 x 32 frames)."""
     arch: str = "far"
     """The prior: far (a frame per step, fast) or mar (a Memcode per step)."""
-    episodes: int = 4
-    """Synthetic talking-face episodes (`nwt-data demo --episodes`)."""
-    seconds: float = 20.0
-    """Length of each episode."""
-    speech: str = "auto"
-    """auto (espeak-ng when installed), espeak or babble."""
+    episodes: int = DataDemoConfig.episodes
+    """Synthetic talking-face episodes (`nwt-data demo --episodes`, at least 2)."""
+    seconds: float = DataDemoConfig.seconds
+    """Length of each episode in seconds (at least 8)."""
+    speech: str = DataDemoConfig.speech
+    """Their speech: espeak (espeak-ng), babble (synthetic syllables) or auto (espeak-ng when installed,
+    else babble)."""
     seed: int = 0
+    """Seed of the models' training and of the generated video."""
 
     def __post_init__(self) -> None:
         if self.dvae_steps < 1 or self.prior_steps < 1:
@@ -134,12 +140,14 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     from nwt_data.cli.demo import demo as data_demo
     from nwt_data.demo import HELD_OUT_SPEECH
     from nwt_data.synthetic import lip_follow
-    from nwt_train.audio_path import mouth_and_loudness
-    from nwt_train.generate import GenerateConfig, generate
 
     started = time.perf_counter()
     data_demo(workspace=config.workspace, episodes=config.episodes, seconds=config.seconds,
               speech=config.speech)  # fmt: skip
+    # torch loads once the data half is done: a refused workspace is reported at once.
+    from nwt_train.audio_path import mouth_and_loudness
+    from nwt_train.generate import GenerateConfig, generate
+
     ws = config.workspace
     shards, runs = ws / "shards", ws / "runs"
     console.rule("[bold]7. nwt-train: tiny dVAE, encode, tiny prior")

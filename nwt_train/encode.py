@@ -19,7 +19,6 @@ import os
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +27,12 @@ import torch
 
 from nwt_data.contract import CODES_FORMAT, CODES_JSON, fsync_path, sha256_of, write_atomic
 from nwt_train import runlock
+from nwt_train.command_config import EncodeConfig
 from nwt_train.data import Dataset, decode_video_window, to_unit_range
-from nwt_train.errors import DataError, RunMismatch, TrainConfigError
+from nwt_train.errors import DataError, RunMismatch
 from nwt_train.eval_dvae import load_dvae
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.train_dvae import fit_frames
-
-
-@dataclass(frozen=True, kw_only=True)
-class EncodeConfig:
-    """`nwt-train encode`: which dVAE, which shards, where the Memcode shards go."""
-
-    dvae: Path
-    data: Path
-    out: Path
-    seed: int = 0
-    """Seeds the Gumbel sampling; each clip draws from its own seed (seed, key)."""
-    chunk_frames: int = 64
-    """Frames encoded at once (with the dVAE's temporal reach as context): bounds memory on long clips."""
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.chunk_frames < 1:
-            raise TrainConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
 
 
 def weights_digest(model: torch.nn.Module) -> str:

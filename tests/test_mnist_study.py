@@ -147,7 +147,11 @@ def test_truncated_and_mismatched_files(fake_mnist: Path, tmp_path: Path) -> Non
 
 def test_bad_options_are_one_line_errors(fake_mnist: Path, tmp_path: Path) -> None:
     base = ["mnist-study", "--data", str(fake_mnist), "--out", str(tmp_path / "o"), "--no-verify-md5"]
-    assert "unknown experiment(s) a3" in _error([*base, "--experiment", "a3"])
+    # An unknown experiment is refused by the option's listed choices, before the study starts.
+    refused = CliRunner().invoke(app, [*base, "--experiment", "a3"])
+    assert refused.exit_code == 2 and "'a3' is not one of 'a1-occupancy'" in refused.output
+    with pytest.raises(ValueError, match=r"unknown experiment\(s\) a3"):
+        StudyConfig(data="d", out="o", experiments=("a3",))
     assert "train_size 301 exceeds the 300 training images" in _error([*base, "--train-size", "301"])
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         StudyConfig(data="d", out="o", batch_size=0)

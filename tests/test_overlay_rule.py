@@ -172,4 +172,4 @@ def test_mask_stage_paper_rule_paints_the_wall_graphic_rule_does_not(
         assert json.loads(run[0])["overlay_rule"] == rule
     assert masked["paper"] > 0 and masked["graphic"] == 0
     bad = cli("mask", "-w", tmp_path / "paper", "--overlay-rule", "mine")
-    assert bad.exit_code != 0 and "overlay_rule must be graphic or paper" in bad.output
+    assert bad.exit_code == 2 and "'mine' is not one of 'graphic', 'paper'" in " ".join(bad.output.split())

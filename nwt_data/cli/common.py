@@ -6,7 +6,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from rich.text import Text
 from nwt_data import config as cfg
 from nwt_data import runner
 from nwt_data.catalog import Catalog, RunStatus
+from nwt_data.cli.options import config_option
 from nwt_data.config import RunConfig
 from nwt_data.errors import NwtError, from_os_error
 from nwt_data.runner import Stage
@@ -25,34 +26,27 @@ from nwt_data.workspace import DEFAULT_DIR, ENV_VAR, Workspace
 console = Console()
 err_console = Console(stderr=True)
 
-WorkspaceOpt = Annotated[
-    Path,
-    typer.Option(
-        "--workspace", "-w",
-        envvar=ENV_VAR,
-        help="Dataset workspace folder (`fetch` and `demo` create it; the other commands need one).",
-        show_default=True,
-    ),
-]  # fmt: skip
+
+def workspace_option(help: str) -> Any:
+    """--workspace / -w, or $NWT_WORKSPACE, as every command (the demo too) reads it."""
+    return typer.Option("--workspace", "-w", envvar=ENV_VAR, help=help, show_default=True)
+
+
+WorkspaceOpt = Annotated[Path, workspace_option("Dataset workspace folder, made by `nwt-data fetch`.")]
+NewWorkspaceOpt = Annotated[Path, workspace_option("Dataset workspace folder; created when missing.")]
 DEFAULT_WORKSPACE = Path(DEFAULT_DIR)
 
-WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-j", min=1, help="Items processed at once \\[default: CPU count].")
-]
-ExecutorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--executor",
-        help="Where items run: local (this machine) or ray (a Ray cluster) \\[default: local].",
-    ),
-]
-RayAddressOpt = Annotated[
-    str | None,
-    typer.Option("--ray-address", help="Ray cluster to join, e.g. 10.0.0.5:6379 (with --executor ray)."),
-]
+ExecutorOpt = Annotated[Literal[cfg.EXECUTORS] | None, config_option(RunConfig, "executor", "--executor")]
+RayAddressOpt = Annotated[str | None, config_option(RunConfig, "ray_address", "--ray-address")]
 RetryFailedOpt = Annotated[
     bool, typer.Option("--retry-failed", help="Also retry items that failed in an earlier run.")
 ]
+
+
+def redo_option(what: str) -> Any:
+    """--redo, one-sided on every stage that can redo work it has done (off unless given)."""
+    return typer.Option("--redo", help=what)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,14 +11,14 @@ from nwt_data import config as cfg
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
     ExecutorOpt,
+    NewWorkspaceOpt,
     RayAddressOpt,
-    RetryFailedOpt,
-    WorkersOpt,
-    WorkspaceOpt,
     execute,
     handle_errors,
     run_config,
 )
+from nwt_data.cli.options import config_option, given
+from nwt_data.config import FetchConfig
 from nwt_data.manifest import read_manifest
 from nwt_data.stages.fetch import FetchStage
 from nwt_data.workspace import Workspace
@@ -27,13 +27,11 @@ from nwt_data.workspace import Workspace
 @handle_errors
 def fetch(
     manifest: Annotated[Path, typer.Argument(help="CSV with episode_id,url columns (see manifests/).")],
-    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    workers: WorkersOpt = None,
-    retries: Annotated[int | None, typer.Option(min=0, help="Retries of throttled/network failures.")] = None,
-    max_height: Annotated[
-        int | None, typer.Option(min=1, help="Preferred video height \\[default: 720].")
-    ] = None,
-    retry_failed: RetryFailedOpt = False,
+    workspace: NewWorkspaceOpt = DEFAULT_WORKSPACE,
+    workers: Annotated[int | None, config_option(FetchConfig, "workers", "--workers", "-j", min=1)] = None,
+    retries: Annotated[int | None, config_option(FetchConfig, "retries", min=0)] = None,
+    max_height: Annotated[int | None, config_option(FetchConfig, "max_height", min=1)] = None,
+    retry_failed: Annotated[bool | None, config_option(FetchConfig, "retry_failed", "--retry-failed")] = None,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
@@ -47,8 +45,7 @@ def fetch(
     """
     parsed = read_manifest(manifest)  # a mistyped path must not create a workspace
     ws = Workspace.open(workspace)
-    config = cfg.build(cfg.FetchConfig, "fetch", ws.config_table("fetch"),
-                       {"workers": workers, "retries": retries, "max_height": max_height,
-                        "retry_failed": retry_failed or None})  # fmt: skip
+    overrides = given(workers=workers, retries=retries, max_height=max_height, retry_failed=retry_failed)
+    config = cfg.build(FetchConfig, "fetch", ws.config_table("fetch"), overrides)
     run = run_config(ws, executor, ray_address)
     execute(ws, FetchStage(ws, config, parsed, str(manifest.resolve()), run.timeout), run)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
 from nwt_data import config as cfg
 from nwt_data.cli.common import (
     DEFAULT_WORKSPACE,
     ExecutorOpt,
     RayAddressOpt,
     RetryFailedOpt,
-    WorkersOpt,
     WorkspaceOpt,
     execute,
     handle_errors,
+    redo_option,
     run_config,
 )
+from nwt_data.cli.options import config_option, given
 from nwt_data.errors import ConfigError
 from nwt_data.stages.flags import FlagConfig, FlagStage
 from nwt_data.workspace import Workspace
@@ -26,35 +25,20 @@ from nwt_data.workspace import Workspace
 @handle_errors
 def flag(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    workers: WorkersOpt = None,
-    sample_fps: Annotated[
-        float | None, typer.Option(help="Frames per second sampled for faces and overlays \\[default: 4].")
-    ] = None,
-    min_face: Annotated[
-        float | None, typer.Option(help="Smallest face counted, share of the crop height \\[default: 0.08].")
-    ] = None,
-    small_face: Annotated[
-        float | None,
-        typer.Option(help="A face shorter than this share of the crop is small \\[default: 0.15]."),
-    ] = None,
-    low_speech: Annotated[
-        float | None, typer.Option(help="Speech ratio below which a clip is low_speech \\[default: 0.4].")
-    ] = None,
-    cut_threshold: Annotated[
-        float | None, typer.Option(help="Frame change (0-1) that counts as a cut \\[default: 0.35].")
-    ] = None,
-    silence_db: Annotated[
-        float | None, typer.Option(help="Speech-band level (dBFS) of a voiced 50 ms window \\[default: -45].")
-    ] = None,
-    min_voiced: Annotated[
-        float | None, typer.Option(help="A clip with a smaller voiced share is silent \\[default: 0.1].")
-    ] = None,
-    overlay: Annotated[
-        bool | None, typer.Option("--overlay/--no-overlay", help="Raise the overlay flag \\[default: yes].")
-    ] = None,
+    workers: Annotated[int | None, config_option(FlagConfig, "workers", "--workers", "-j", min=1)] = None,
+    sample_fps: Annotated[float | None, config_option(FlagConfig, "sample_fps")] = None,
+    face_fps: Annotated[float | None, config_option(FlagConfig, "face_fps")] = None,
+    min_face: Annotated[float | None, config_option(FlagConfig, "min_face")] = None,
+    small_face: Annotated[float | None, config_option(FlagConfig, "small_face")] = None,
+    no_speech: Annotated[float | None, config_option(FlagConfig, "no_speech")] = None,
+    low_speech: Annotated[float | None, config_option(FlagConfig, "low_speech")] = None,
+    cut_threshold: Annotated[float | None, config_option(FlagConfig, "cut_threshold")] = None,
+    silence_db: Annotated[float | None, config_option(FlagConfig, "silence_db")] = None,
+    min_voiced: Annotated[float | None, config_option(FlagConfig, "min_voiced")] = None,
+    overlay: Annotated[bool | None, config_option(FlagConfig, "overlay", "--overlay/--no-overlay")] = None,
     retry_failed: RetryFailedOpt = False,
     redo: Annotated[
-        bool, typer.Option("--redo", help="Flag every usable clip again (e.g. after changing thresholds).")
+        bool, redo_option("Flag every usable clip again (e.g. after changing thresholds).")
     ] = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
@@ -73,18 +57,10 @@ def flag(
     """
     ws = Workspace.open(workspace, create=False)
     mask_config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"), {})
-    overrides = {
-        "workers": workers,
-        "sample_fps": sample_fps,
-        "min_face": min_face,
-        "small_face": small_face,
-        "low_speech": low_speech,
-        "cut_threshold": cut_threshold,
-        "silence_db": silence_db,
-        "min_voiced": min_voiced,
-        "overlay": overlay,
-        "mask": mask_config,
-    }
+    overrides = given(workers=workers, sample_fps=sample_fps, face_fps=face_fps, min_face=min_face,
+                      small_face=small_face, no_speech=no_speech, low_speech=low_speech,
+                      cut_threshold=cut_threshold, silence_db=silence_db, min_voiced=min_voiced,
+                      overlay=overlay, mask=mask_config)  # fmt: skip
     table = ws.config_table("flags")
     if "mask" in table:
         raise ConfigError(

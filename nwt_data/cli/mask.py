@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+from typing import Annotated, Literal
 
 from nwt_data import config as cfg
 from nwt_data.cli.common import (
@@ -12,12 +10,13 @@ from nwt_data.cli.common import (
     ExecutorOpt,
     RayAddressOpt,
     RetryFailedOpt,
-    WorkersOpt,
     WorkspaceOpt,
     execute,
     handle_errors,
     run_config,
 )
+from nwt_data.cli.options import config_option, given
+from nwt_data.config import OVERLAY_RULES, MaskConfig
 from nwt_data.stages.mask import MaskStage
 from nwt_data.workspace import Workspace
 
@@ -25,31 +24,16 @@ from nwt_data.workspace import Workspace
 @handle_errors
 def mask(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    workers: WorkersOpt = None,
-    overlay_rule: Annotated[
-        str | None,
-        typer.Option(
-            help="graphic: mask only rectangular, static overlays and captions; paper: Appendix D step 6 "
-            "exactly \\[default: graphic]."
-        ),
-    ] = None,
-    threshold: Annotated[int | None, typer.Option(help="Binarisation threshold \\[default: 185].")] = None,
-    min_area: Annotated[int | None, typer.Option(help="Smallest overlay box area \\[default: 4000].")] = None,
-    max_area: Annotated[
-        int | None, typer.Option(help="Largest overlay box area \\[default: 100000].")
-    ] = None,
-    min_height: Annotated[
-        int | None, typer.Option(help="Smallest overlay box height \\[default: 80].")
-    ] = None,
-    gop: Annotated[
-        int | None, typer.Option(min=1, help="Keyframe interval of the stored video \\[default: 10].")
-    ] = None,
+    workers: Annotated[int | None, config_option(MaskConfig, "workers", "--workers", "-j", min=1)] = None,
+    overlay_rule: Annotated[Literal[OVERLAY_RULES] | None, config_option(MaskConfig, "overlay_rule")] = None,
+    threshold: Annotated[int | None, config_option(MaskConfig, "threshold", min=0, max=255)] = None,
+    min_area: Annotated[int | None, config_option(MaskConfig, "min_area", min=0)] = None,
+    max_area: Annotated[int | None, config_option(MaskConfig, "max_area", min=1)] = None,
+    min_height: Annotated[int | None, config_option(MaskConfig, "min_height", min=0)] = None,
+    gop: Annotated[int | None, config_option(MaskConfig, "gop", min=1)] = None,
     include_unreviewed: Annotated[
         bool | None,
-        typer.Option(
-            "--include-unreviewed/--accepted-only",
-            help="Also prepare unreviewed clips, not only accepted ones \\[default: no].",
-        ),
+        config_option(MaskConfig, "include_unreviewed", "--include-unreviewed/--accepted-only"),
     ] = None,
     retry_failed: RetryFailedOpt = False,
     executor: ExecutorOpt = None,
@@ -66,15 +50,8 @@ def mask(
     [bold]Example:[/] nwt-data mask --workspace lwt
     """
     ws = Workspace.open(workspace, create=False)
-    overrides = {
-        "workers": workers,
-        "overlay_rule": overlay_rule,
-        "threshold": threshold,
-        "min_area": min_area,
-        "max_area": max_area,
-        "min_height": min_height,
-        "gop": gop,
-        "include_unreviewed": include_unreviewed,
-    }
-    config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"), overrides)
+    overrides = given(workers=workers, overlay_rule=overlay_rule, threshold=threshold, min_area=min_area,
+                      max_area=max_area, min_height=min_height, gop=gop,
+                      include_unreviewed=include_unreviewed)  # fmt: skip
+    config = cfg.build(MaskConfig, "mask", ws.config_table("mask"), overrides)
     execute(ws, MaskStage(ws, config, retry_failed), run_config(ws, executor, ray_address))

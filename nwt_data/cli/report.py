@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
 from nwt_data import config as cfg
 from nwt_data.catalog import Catalog
 from nwt_data.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, console, err_console, handle_errors
+from nwt_data.cli.options import config_option, given
 from nwt_data.stages.report import ReportConfig, build_report
 from nwt_data.workspace import Workspace
 
@@ -16,14 +15,9 @@ from nwt_data.workspace import Workspace
 @handle_errors
 def report(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    out: Annotated[
-        str | None,
-        typer.Option(help="HTML file to write, relative to the workspace \\[default: report.html]."),
-    ] = None,
-    sheet_clips: Annotated[
-        int | None, typer.Option(help="Clips sampled for the contact sheets \\[default: 48].")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the sampled clips \\[default: 0].")] = None,
+    out: Annotated[str | None, config_option(ReportConfig, "out")] = None,
+    sheet_clips: Annotated[int | None, config_option(ReportConfig, "sheet_clips", min=0)] = None,
+    seed: Annotated[int | None, config_option(ReportConfig, "seed")] = None,
 ) -> None:
     """Write the dataset as one self-contained HTML page: plots and contact sheets.
 
@@ -36,7 +30,7 @@ def report(
     """
     ws = Workspace.open(workspace, create=False)
     mask_config = cfg.build(cfg.MaskConfig, "mask", ws.config_table("mask"), {})
-    overrides = {"out": out, "sheet_clips": sheet_clips, "seed": seed, "mask": mask_config}
+    overrides = given(out=out, sheet_clips=sheet_clips, seed=seed, mask=mask_config)
     config = cfg.build(ReportConfig, "report", ws.config_table("report"), overrides)
     path, problems = build_report(ws, Catalog(ws.catalog_path), config)
     for problem in problems:

@@ -28,7 +28,7 @@ def default_reviewer() -> str:
 def review(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     reviewer: Annotated[
-        str | None, typer.Option(help="Your name in the catalog \\[default: $NWT_REVIEWER or your login].")
+        str | None, typer.Option(help="Your name in the catalog.", show_default="$NWT_REVIEWER or your login")
     ] = None,
     filter: Annotated[
         Literal["unreviewed", "flagged", "rejected", "all"], typer.Option(help="Start with this queue.")

@@ -12,12 +12,14 @@ from nwt_data.cli.common import (
     ExecutorOpt,
     RayAddressOpt,
     RetryFailedOpt,
-    WorkersOpt,
     WorkspaceOpt,
     execute,
     handle_errors,
+    redo_option,
     run_config,
 )
+from nwt_data.cli.options import config_option, given
+from nwt_data.config import SegmentConfig
 from nwt_data.errors import ConfigError
 from nwt_data.stages.segment import SegmentStage
 from nwt_data.workspace import Workspace
@@ -26,23 +28,18 @@ from nwt_data.workspace import Workspace
 @handle_errors
 def segment(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    workers: WorkersOpt = None,
-    crop: Annotated[
-        str | None,
-        typer.Option(help="paper (507,8,623,712@1280x720), center, none, X,Y,W,H or X,Y,W,H@WxH."),
+    workers: Annotated[int | None, config_option(SegmentConfig, "workers", "--workers", "-j", min=1)] = None,
+    crop: Annotated[str | None, config_option(SegmentConfig, "crop")] = None,
+    segment_time: Annotated[float | None, config_option(SegmentConfig, "segment_time")] = None,
+    trim: Annotated[float | None, config_option(SegmentConfig, "trim")] = None,
+    min_duration: Annotated[float | None, config_option(SegmentConfig, "min_duration")] = None,
+    episode: Annotated[
+        list[str] | None, typer.Option("--episode", "-e", help="Only these episodes (repeatable).")
     ] = None,
-    segment_time: Annotated[float | None, typer.Option(help="ffmpeg -segment_time \\[default: 4].")] = None,
-    trim: Annotated[
-        float | None, typer.Option(help="Seconds trimmed from each end \\[default: 0.25].")
-    ] = None,
-    min_duration: Annotated[
-        float | None, typer.Option(help="Clips this long or shorter are too short \\[default: 2].")
-    ] = None,
-    episode: Annotated[list[str] | None, typer.Option("--episode", "-e", help="Only these episodes.")] = None,
     retry_failed: RetryFailedOpt = False,
     redo: Annotated[
         bool,
-        typer.Option(help="Segment the --episode ones again (refused once clips are reviewed or sharded)."),
+        redo_option("Segment the --episode ones again (refused once their clips are reviewed or sharded)."),
     ] = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
@@ -50,7 +47,8 @@ def segment(
     """Split fetched episodes at keyframes (stream copy), record crop box and trim per clip.
 
     Each clip's exact start and end in the episode, frame count, audio presence and A/V offset go
-    to the catalog. Clips of 2 s or less are marked too short; longer ones lose 0.25 s at each end.
+    to the catalog. Clips of --min-duration or less are marked too short; longer ones lose --trim
+    seconds at each end.
 
     [bold]Example:[/] nwt-data segment --workspace lwt --crop paper
     """
@@ -59,9 +57,9 @@ def segment(
             "--redo needs --episode ID (one or more)", hint="name the episodes to segment again"
         )
     ws = Workspace.open(workspace, create=False)
-    config = cfg.build(cfg.SegmentConfig, "segment", ws.config_table("segment"),
-                       {"workers": workers, "crop": crop, "segment_time": segment_time, "trim": trim,
-                        "min_duration": min_duration})  # fmt: skip
+    overrides = given(workers=workers, crop=crop, segment_time=segment_time, trim=trim,
+                      min_duration=min_duration)  # fmt: skip
+    config = cfg.build(SegmentConfig, "segment", ws.config_table("segment"), overrides)
     run = run_config(ws, executor, ray_address)
     stage = SegmentStage(ws, config, retry_failed, tuple(episode or ()), redo, run.timeout)
     execute(ws, stage, run)

@@ -17,7 +17,9 @@ from nwt_data.cli.common import (
     handle_errors,
     run_config,
 )
-from nwt_data.curation.splits import parse_ratios
+from nwt_data.cli.options import config_option, given
+from nwt_data.config import ShardConfig
+from nwt_data.curation.splits import parse_ratios, ratios_text
 from nwt_data.stages.shard import ShardStage
 from nwt_data.workspace import Workspace
 
@@ -25,13 +27,15 @@ from nwt_data.workspace import Workspace
 @handle_errors
 def shard(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    shard_size: Annotated[
-        str | None, typer.Option(help="Roll over to a new shard at this size \\[default: 1GB].")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the train/val/test split \\[default: 0].")] = None,
+    shard_size: Annotated[str | None, config_option(ShardConfig, "shard_size")] = None,
+    seed: Annotated[int | None, config_option(ShardConfig, "seed")] = None,
     split_ratios: Annotated[
         str | None,
-        typer.Option(help="train,val,test shares of newly split clips, e.g. 80,10,10 \\[default: 90,5,5]."),
+        typer.Option(
+            help="train,val,test shares (percent) of newly split clips, e.g. 80,10,10: sets val_fraction "
+            "and test_fraction.",
+            show_default=ratios_text(ShardConfig()),
+        ),
     ] = None,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
@@ -48,9 +52,9 @@ def shard(
     [bold]Example:[/] nwt-data shard --workspace lwt --shard-size 1GB
     """
     ws = Workspace.open(workspace, create=False)
-    overrides: dict[str, object] = {"shard_size": shard_size, "seed": seed}
+    overrides = given(shard_size=shard_size, seed=seed)
     if split_ratios is not None:
         _, overrides["val_fraction"], overrides["test_fraction"] = parse_ratios(split_ratios)
-    config = cfg.build(cfg.ShardConfig, "shard", ws.config_table("shard"), overrides)
+    config = cfg.build(ShardConfig, "shard", ws.config_table("shard"), overrides)
     execute(ws, ShardStage(ws, config), run_config(ws, executor, ray_address))
     console.print(f"dataset: {ws.shards_dir / 'dataset.json'}")

@@ -17,6 +17,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nwt_data.errors import ConfigError
 
@@ -38,6 +39,12 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         )
     total = sum(parts)
     return parts[0] / total, parts[1] / total, parts[2] / total
+
+
+def ratios_text(config: Any) -> str:
+    """A config's val/test fractions as `--split-ratios` text: 0.05 and 0.05 -> `90,5,5`."""
+    val, test = 100 * config.val_fraction, 100 * config.test_fraction
+    return ",".join(f"{round(share, 6):g}" for share in (100 - val - test, val, test))
 
 
 def split_rank(seed: int, clip_id: str) -> str:

@@ -81,17 +81,17 @@ class FlagConfig:
     face_neighbors: int = 5
     """The cascade's minNeighbors: higher finds fewer faces, and fewer false ones."""
     no_speech: float = 0.1
-    """A clip whose speech ratio (Silero VAD, share of 32 ms steps) is below this is no_speech..."""
+    """A clip whose speech ratio (Silero VAD, share of 32 ms steps) is below this is no_speech."""
     low_speech: float = 0.4
-    """...and below this, low_speech."""
+    """A clip whose speech ratio is below this (and not below no_speech) is low_speech."""
     cut_threshold: float = 0.35
     """A frame-to-frame change (0..1) at or above this is a cut or a transition."""
     transition_seconds: float = 0.5
     """Also compare frames this far apart, for fades and dissolves (0: consecutive frames only)."""
     silence_db: float = -45.0
-    """Speech-band level (dBFS, 50 ms windows) a window must reach to count as voiced..."""
+    """Speech-band level (dBFS) a 50 ms window must reach to count as voiced."""
     min_voiced: float = 0.1
-    """...and the clip is silent when a smaller share of its windows is voiced."""
+    """A clip with a smaller share of voiced windows (see silence_db) is silent."""
     overlay: bool = True
     """Raise the overlay flag at all."""
     overlay_min_share: float = 0.25

@@ -5,25 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import typer
 from rich.console import Console
 
+from nwt_data.cli.options import config_option, given
+from nwt_data.config import SPEECH_ENGINES
+from nwt_data.workspace import ENV_VAR
 from nwt_train.cli.common import make_config, report_errors
+from nwt_train.demo import DemoConfig
 
 
 @report_errors
 def demo(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace of the demo.")] = Path(
-        "demo-workspace"
-    ),
-    dvae_steps: Annotated[int, typer.Option(min=1, help="Steps of the tiny dVAE.")] = 500,
-    prior_steps: Annotated[int, typer.Option(min=1, help="Steps of the tiny prior.")] = 400,
-    arch: Annotated[Literal["far", "mar"], typer.Option(help="The prior: far or mar.")] = "far",
-    episodes: Annotated[int, typer.Option(min=2, help="Synthetic talking-face episodes.")] = 4,
-    seconds: Annotated[float, typer.Option(min=8, help="Seconds per episode.")] = 20.0,
-    speech: Annotated[
-        Literal["auto", "espeak", "babble"], typer.Option(help="auto: espeak-ng when installed, else babble.")
-    ] = "auto",
+    workspace: Annotated[
+        Path | None, config_option(DemoConfig, "workspace", "--workspace", "-w", envvar=ENV_VAR)
+    ] = None,
+    dvae_steps: Annotated[int | None, config_option(DemoConfig, "dvae_steps", min=1)] = None,
+    prior_steps: Annotated[int | None, config_option(DemoConfig, "prior_steps", min=1)] = None,
+    arch: Annotated[Literal["far", "mar"] | None, config_option(DemoConfig, "arch")] = None,
+    episodes: Annotated[int | None, config_option(DemoConfig, "episodes", min=2)] = None,
+    seconds: Annotated[float | None, config_option(DemoConfig, "seconds", min=8)] = None,
+    speech: Annotated[Literal[SPEECH_ENGINES] | None, config_option(DemoConfig, "speech")] = None,
 ) -> None:
     """The whole mission on generated footage: talking-face episodes in, a generated video out.
 
@@ -34,10 +35,8 @@ def demo(
 
     [bold]Example:[/] nwt-train demo --workspace demo-workspace
     """
-    from nwt_train.demo import DemoConfig, run_demo
+    from nwt_train.demo import run_demo
 
-    config = make_config(
-        lambda: DemoConfig(workspace=workspace, dvae_steps=dvae_steps, prior_steps=prior_steps, arch=arch,
-                           episodes=episodes, seconds=seconds, speech=speech)
-    )  # fmt: skip
-    run_demo(config, Console())
+    options = given(workspace=workspace, dvae_steps=dvae_steps, prior_steps=prior_steps, arch=arch,
+                    episodes=episodes, seconds=seconds, speech=speech)  # fmt: skip
+    run_demo(make_config(lambda: DemoConfig(**options)), Console())

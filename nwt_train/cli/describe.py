@@ -24,7 +24,7 @@ PARTS = {
 
 @report_errors
 def describe(
-    model: Annotated[str, typer.Argument(help="dvae or prior.")],
+    model: Annotated[Literal["dvae", "prior"], typer.Argument(help="The model to describe.")],
     arch: Annotated[
         Literal["far", "mar"], typer.Option(help="prior: far (a frame per step) or mar (a Memcode per step).")
     ] = "far",

@@ -17,7 +17,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from nwt_data.cli.options import config_option, given
 from nwt_train.cli.common import lazy_bar, make_config, report_errors
+from nwt_train.command_config import EncodeConfig
 
 
 @report_errors
@@ -25,8 +27,8 @@ def encode(
     dvae_run: Annotated[Path, typer.Option("--dvae", help="A run folder of `nwt-train dvae` (frozen).")],
     data: Annotated[Path, typer.Option(help="The video shards folder (with dataset.json).")],
     out: Annotated[Path, typer.Option(help="Folder for the Memcode shards and codes.json. Resumes.")],
-    seed: Annotated[int, typer.Option(help="Seed of the Memcode sampling (each clip: seed + key).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    seed: Annotated[int | None, config_option(EncodeConfig, "seed")] = None,
+    device: Annotated[str | None, config_option(EncodeConfig, "device")] = None,
 ) -> None:
     """Sample every clip's Memcodes once from the frozen dVAE and write Memcode shards for the prior.
 
@@ -36,11 +38,12 @@ def encode(
 
     [bold]Example:[/] nwt-train encode --dvae runs/dvae --data ws/shards --out ws/codes
     """
-    from nwt_train.encode import EncodeConfig, encode_shards
+    from nwt_train.encode import encode_shards
 
     console = Console()
     errors: list[str] = []
-    config = make_config(lambda: EncodeConfig(dvae=dvae_run, data=data, out=out, seed=seed, device=device))
+    options = given(seed=seed, device=device)
+    config = make_config(lambda: EncodeConfig(dvae=dvae_run, data=data, out=out, **options))
     columns = (TextColumn("[bold]encode"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
     with lazy_bar("encode", console, *columns) as bar:

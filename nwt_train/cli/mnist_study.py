@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from nwt_data.cli.options import config_option, given
 from nwt_train.cli.common import make_config, report_errors
 from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
+
+# Typer lists the choices of an Enum (a list of Literals it cannot parse).
+Experiment = enum.Enum("Experiment", [(name, name) for name in EXPERIMENTS], type=str)  # type: ignore[misc]
 
 
 @report_errors
@@ -27,33 +32,20 @@ def mnist_study(
     data: Annotated[Path, typer.Option(help="Folder with the four gzipped MNIST IDX files.")],
     out: Annotated[Path, typer.Option(help="Output folder: PNGs, results.md, results.json, models/.")],
     experiment: Annotated[
-        list[str] | None,
-        typer.Option(help=f"Run only this experiment (repeatable): {', '.join(EXPERIMENTS)}. Default: all."),
+        list[Experiment] | None, config_option(StudyConfig, "experiments", "--experiment")
     ] = None,
-    steps: Annotated[
-        int, typer.Option(help="Training updates per model (0: per experiment, 6000 or 3000).")
-    ] = StudyConfig.steps,
-    train_size: Annotated[
-        int, typer.Option(help="First N training images (training, occupancy, 1-NN database); 0: all.")
-    ] = StudyConfig.train_size,
-    test_size: Annotated[
-        int, typer.Option(help="Use the first N test images as queries; 0: all.")
-    ] = StudyConfig.test_size,
-    batch_size: Annotated[int, typer.Option(help="Images per update.")] = StudyConfig.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (generator and critic).")] = StudyConfig.lr,
-    seed: Annotated[int, typer.Option(help="Study seed; experiment i uses seed + i.")] = StudyConfig.seed,
-    critic_warmup: Annotated[
-        int, typer.Option(help="Critic updates before the generator's first (adversarial experiments).")
-    ] = StudyConfig.critic_warmup,
-    classifier_steps: Annotated[
-        int, typer.Option(help="a2-pretrained: classifier updates before it is frozen.")
-    ] = StudyConfig.classifier_steps,
-    threads: Annotated[
-        int, typer.Option(help="torch CPU threads (0: torch default; 1 suits a shared 2-core machine).")
-    ] = StudyConfig.threads,
+    steps: Annotated[int | None, config_option(StudyConfig, "steps", min=0)] = None,
+    train_size: Annotated[int | None, config_option(StudyConfig, "train_size", min=0)] = None,
+    test_size: Annotated[int | None, config_option(StudyConfig, "test_size", min=0)] = None,
+    batch_size: Annotated[int | None, config_option(StudyConfig, "batch_size", min=1)] = None,
+    lr: Annotated[float | None, config_option(StudyConfig, "lr")] = None,
+    seed: Annotated[int | None, config_option(StudyConfig, "seed")] = None,
+    critic_warmup: Annotated[int | None, config_option(StudyConfig, "critic_warmup", min=0)] = None,
+    classifier_steps: Annotated[int | None, config_option(StudyConfig, "classifier_steps", min=0)] = None,
+    threads: Annotated[int | None, config_option(StudyConfig, "threads", min=0)] = None,
     verify_md5: Annotated[
-        bool, typer.Option(help="Require the published MD5s of the decompressed MNIST files.")
-    ] = StudyConfig.verify_md5,
+        bool | None, config_option(StudyConfig, "verify_md5", "--verify-md5/--no-verify-md5")
+    ] = None,
 ) -> None:
     """Reproduce Appendix A of the NWT paper on MNIST: Memcodes occupancy, head control, Hamming retrieval.
 
@@ -65,23 +57,11 @@ def mnist_study(
     from nwt_train.mnist.study import prepare, result_rows, run_study  # torch loads only when the study runs
 
     console = Console()
-    config = make_config(
-        lambda: StudyConfig(
-            data=str(data),
-            out=str(out),
-            experiments=tuple(experiment) if experiment else EXPERIMENTS,
-            steps=steps,
-            train_size=train_size,
-            test_size=test_size,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            critic_warmup=critic_warmup,
-            classifier_steps=classifier_steps,
-            threads=threads,
-            verify_md5=verify_md5,
-        )
-    )
+    chosen = tuple(e.value for e in experiment) if experiment else None
+    options = given(experiments=chosen, steps=steps, train_size=train_size, test_size=test_size,
+                    batch_size=batch_size, lr=lr, seed=seed, critic_warmup=critic_warmup,
+                    classifier_steps=classifier_steps, threads=threads, verify_md5=verify_md5)  # fmt: skip
+    config = make_config(lambda: StudyConfig(data=str(data), out=str(out), **options))
     data_tensors = prepare(config)  # data errors surface before any progress bar is drawn
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -85,11 +85,14 @@ class StudyConfig:
     out: str
     """Output folder: PNGs, results.md, results.json, models/."""
     experiments: tuple[str, ...] = EXPERIMENTS
+    """The experiments to run (the option is repeatable)."""
     seed: int = 0
+    """Study seed; experiment i uses seed + i."""
     steps: int = 0
-    """Training updates per model (0: each experiment's `DEFAULT_STEPS`, sized for ~20 CPU minutes)."""
-    """Training updates per model (one critic and one generator update each, as Algorithm 2)."""
+    """Training updates per model, one critic and one generator update each as in Algorithm 2 (0: each
+    experiment's own count, 6000 for a1-occupancy and 3000 for the others)."""
     batch_size: int = 64
+    """Images per update."""
     train_size: int = 0
     """The first this-many training images (0: all 60,000): trained on, and the occupancy and
     nearest-neighbour database."""
@@ -127,6 +130,7 @@ class StudyConfig:
     """torch CPU threads (0: torch's default). One by default: on two cores shared with another busy
     process, two OpenMP threads spend most of their time waiting for each other (measured 10-50x slower)."""
     verify_md5: bool = True
+    """Require the published MD5s of the decompressed MNIST files."""
 
     def __post_init__(self) -> None:
         if not self.experiments:
