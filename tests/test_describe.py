@@ -84,6 +84,6 @@ def test_describe_follows_overrides_and_prints_a_table() -> None:
 
 def test_describe_refuses_an_unknown_model_or_a_too_long_receptive_field() -> None:
     result = CliRunner().invoke(app, ["describe", "gan"])
-    assert result.exit_code == 2 and "unknown model 'gan'" in result.output
+    assert result.exit_code == 2 and "'gan' is not one of 'dvae', 'prior'" in result.output
     result = CliRunner().invoke(app, ["describe", "prior", "--set", "model.causal_convs=2"])
     assert result.exit_code == 2 and "max_receptive_frames" in result.output

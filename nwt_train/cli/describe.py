@@ -45,7 +45,6 @@ def describe(
     from nwt_train.config import PRESETS, PRIOR_PRESETS
     from nwt_train.describe import describe_dvae, describe_prior
 
-    choose("model", model, ("dvae", "prior"))
     if model == "dvae":
         factory = PRESETS[choose("preset", preset, PRESETS)]
         description = describe_dvae(build_config(factory, config_file, overrides))
