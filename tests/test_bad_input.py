@@ -3,9 +3,10 @@
 Each case builds its input, runs the real command (in process, through Typer's runner) and checks the
 contract: exit code 1 (items failed, the others completed) or 2 (usage or configuration), exactly one
 line naming the problem with what to do, and no traceback. `pytest tests/test_bad_input.py -s` prints
-the table (kind, command, message, exit code). Heavier kinds (a cut download, a read-only workspace,
-damaged shards in encode, trainers on unreadable shards, a second writer) live in test_data_faults.py,
-test_encode_faults.py and test_train_faults.py.
+the table (kind, command, message, exit code). Unusual sources (4K, 1x1, rotated, two audio
+streams) run through fetch, segment, mask and shard in one workspace at the end. Heavier kinds (a cut
+download, a read-only workspace, damaged shards in encode, trainers on unreadable shards, a second
+writer) live in test_data_faults.py, test_encode_faults.py and test_train_faults.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import av
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -229,3 +232,122 @@ def teardown_module() -> None:
         for kind, command, message, code in ROWS:
             out.write(f"| {kind} | `{command}` | {message[:160]} | {code} |\n")
         print("\n" + out.getvalue())
+
+
+# --- unusual sources through fetch, segment and mask -----------------------------------------------
+def _source(path: Path, video: str, *, audio: tuple[int, ...] = (440,), seconds: float = 3.5,
+            pix: str = "yuv420p") -> Path:  # fmt: skip
+    """An H.264 MP4 from a lavfi video source with one AAC stream per frequency in `audio` (sines)."""
+    args = ["-y", "-f", "lavfi", "-i", f"{video}:rate=30:duration={seconds}"]
+    for hz in audio:
+        args += ["-f", "lavfi", "-i", f"sine=f={hz}:r=44100:d={seconds}"]
+    args += ["-map", "0:v", *(a for i in range(len(audio)) for a in ("-map", f"{i + 1}:a"))]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", pix, "-g", "30", "-c:a", "aac"]
+    run_ffmpeg([*args, str(path)])
+    return path
+
+
+def _peak_hz(pcm: Any, rate: int = 24_000) -> float:
+    import numpy as np
+
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    return float(np.argmax(spectrum) * rate / len(pcm))
+
+
+def test_4k_1x1_rotated_and_two_audio_stream_sources(tmp_path: Path, monkeypatch) -> None:
+    """4K frames and a second audio stream are processed (the crop scaled to the source, the first
+    audio stream used); a 1x1 source and one stored rotated are refused with one line each that says
+    what to do, exit 1, while the other episodes are segmented, prepared and sharded."""
+    import numpy as np
+
+    from nwt_data.catalog import Catalog
+    from nwt_data.media.probe import probe
+
+    monkeypatch.delenv("NWT_DEBUG", raising=False)
+    media = tmp_path / "media"
+    media.mkdir()
+    good = _source(media / "good.mp4", "testsrc2=size=320x180")
+    sources = {
+        "good": good,
+        "uhd": _source(media / "uhd.mp4", "testsrc2=size=3840x2160", seconds=0.5),
+        "tiny": _source(media / "tiny.mp4", "color=c=gray:size=1x1", pix="yuv444p"),  # 4:2:0 needs even sides
+        "two-audio": _source(media / "two.mp4", "testsrc2=size=320x180", audio=(440, 1500)),
+        "rotated": media / "rotated.mp4",
+    }
+    # A phone's portrait video: landscape frames and a display matrix that turns them 90 degrees.
+    run_ffmpeg(["-y", "-display_rotation", "90", "-i", str(good), "-c", "copy", str(sources["rotated"])])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("episode_id,url\n" + "".join(f"{k},{v}\n" for k, v in sources.items()))
+    ws = tmp_path / "ws"
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(data_app, [*args, "-w", str(ws)], env={"COLUMNS": "250"})
+        assert "Traceback" not in result.output and not isinstance(result.exception, (TypeError, ValueError))
+        return result
+
+    assert run("fetch", str(manifest), "-j", "2").exit_code == 0
+    catalog = Catalog(ws / "catalog.sqlite")
+    facts = {e["episode_id"]: json.loads(e["probe"]) for e in catalog.episodes()}
+    assert (facts["uhd"]["width"], facts["uhd"]["height"]) == (3840, 2160)
+    assert (facts["tiny"]["width"], facts["tiny"]["height"]) == (1, 1)
+    assert facts["rotated"]["rotation"] == 90 and facts["good"]["rotation"] == 0
+    # Short clips, so that the half-second 4K source makes one (0.4 s kept); no text detector.
+    config = (ws / "nwt.toml").read_text().replace("min_duration = 2.0", "min_duration = 0.2")
+    config = config.replace("trim = 0.25", "trim = 0.05").replace(
+        "[mask]\n", '[mask]\noverlay_rule = "paper"\n'
+    )
+    (ws / "nwt.toml").write_text(config)
+
+    segment = run("segment", "-j", "2")
+    assert segment.exit_code == 1, segment.output
+    expected = {
+        "tiny": ("the video is only 1x1 pixels", "fetch a larger version of the video"),
+        "rotated": ("stored rotated by 90 degrees", "re-encode it upright"),
+    }
+    for episode, (problem, fix) in expected.items():
+        lines = [line.strip() for line in segment.output.splitlines() if f"✗ {episode} " in line]
+        assert len(lines) == 1 and problem in lines[0] and fix in lines[0], segment.output
+        ROWS.append((f"{'1x1 frames' if episode == 'tiny' else 'rotated (display matrix 90°)'}",
+                     "nwt-data segment", lines[0], segment.exit_code))  # fmt: skip
+    status = {e["episode_id"]: e["segment_status"] for e in catalog.episodes()}
+    assert status == {
+        "good": "done",
+        "uhd": "done",
+        "two-audio": "done",
+        "tiny": "failed",
+        "rotated": "failed",
+    }
+
+    mask = run("mask", "-j", "2", "--include-unreviewed")
+    assert mask.exit_code == 0, mask.output
+    clips = {c["episode_id"]: c for c in catalog.clips()}
+    assert set(clips) == {"good", "uhd", "two-audio"}
+    assert all(c["status"] == "ok" and c["mask_status"] == "done" for c in clips.values()), clips
+
+    # 4K: the paper's box scaled threefold, prepared to 224x256 at 30 FPS like any other clip.
+    uhd = clips["uhd"]
+    assert (uhd["crop_x"], uhd["crop_y"], uhd["crop_w"], uhd["crop_h"]) == (1521, 24, 1869, 2136)
+    prepared = probe(ws / uhd["prepared_path"] / "video.mp4")
+    assert (prepared.width, prepared.height, uhd["out_frames"]) == (224, 256, 12)
+    done = "processed: crop 1869x2136 (the paper's box x3), prepared 224x256, 12 frames"
+    ROWS.append(("4K frames (3840x2160)", "nwt-data segment, mask", done, 0))
+
+    # Two audio streams: the clip keeps the first (440 Hz), never the second (1500 Hz).
+    two = clips["two-audio"]
+    with av.open(str(ws / two["path"])) as clip_file:
+        assert len(clip_file.streams.audio) == 1
+    pcm = np.load(ws / two["prepared_path"] / "audio.npy")
+    assert abs(_peak_hz(pcm) - 440) < 5, _peak_hz(pcm)
+    ROWS.append(("two audio streams", "nwt-data segment, mask",
+                 "processed: the first audio stream kept (440 Hz peak), the second dropped", 0))  # fmt: skip
+
+    # And they pack like any other clip.
+    assert run("shard").exit_code == 0
+    assert sum(json.loads((ws / "shards" / "dataset.json").read_text())["samples"].values()) == 3
+
+    # The rotated source's hint works: ffmpeg's re-encode turns the frames upright, and that file segments.
+    upright = media / "upright.mp4"
+    run_ffmpeg(["-y", "-i", str(sources["rotated"]), "-c:a", "copy", str(upright)])
+    info = probe(upright, rotation=True)
+    assert (info.width, info.height, info.rotation) == (180, 320, 0)

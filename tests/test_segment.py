@@ -13,7 +13,7 @@ import pytest
 
 from nwt_data.catalog import Catalog
 from nwt_data.config import CropSpec
-from nwt_data.errors import ConfigError, CropError
+from nwt_data.errors import ConfigError, CropError, MediaError
 from nwt_data.media.ffmpeg import run_ffmpeg
 from nwt_data.media.probe import probe
 from nwt_data.stages.segment import resolve_crop
@@ -232,6 +232,16 @@ def test_crop_for_another_aspect_is_refused(spec: str, size: tuple[int, int]) ->
     with pytest.raises(CropError, match="another aspect ratio") as err:
         resolve_crop(CropSpec.parse(spec), *size)
     assert "--crop center" in err.value.hint
+
+
+def test_frames_and_crops_too_small_to_scale_up_are_refused() -> None:
+    with pytest.raises(MediaError, match="only 1x1 pixels") as err:
+        resolve_crop(CropSpec.parse("center"), 1, 1)
+    assert "larger version" in err.value.hint
+    with pytest.raises(CropError, match="crop box 40x48 is smaller than 56x64") as err:
+        resolve_crop(CropSpec.parse("0,0,40,48@512x512"), 512, 512)
+    assert "--crop center" in err.value.hint
+    assert resolve_crop(CropSpec.parse("center"), 56, 64) == (0, 0, 56, 64)
 
 
 @pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "0,0,2000,10", "0,0,0,10"])

@@ -23,7 +23,15 @@ import numpy as np
 from rich.console import Console
 
 from nwt_data.catalog import Catalog, Episode, Status
-from nwt_data.config import OUTPUT_ASPECT, CropSpec, RunConfig, SegmentConfig, to_dict
+from nwt_data.config import (
+    OUTPUT_ASPECT,
+    OUTPUT_HEIGHT,
+    OUTPUT_WIDTH,
+    CropSpec,
+    RunConfig,
+    SegmentConfig,
+    to_dict,
+)
 from nwt_data.errors import CropError, MediaError, NwtError
 from nwt_data.media.ffmpeg import run_ffmpeg, segment_args
 from nwt_data.media.probe import MediaInfo, Packets, probe
@@ -36,8 +44,31 @@ AUDIO_COVER_TOLERANCE = 0.005
 
 
 # --- crop (pure) ---------------------------------------------------------------------------------
+# The smallest crop worth scaling to the 224x256 training frames: a quarter of them each way. Scaled
+# up further, a frame is blur and a face in it a few pixels.
+MIN_CROP_WIDTH, MIN_CROP_HEIGHT = OUTPUT_WIDTH // 4, OUTPUT_HEIGHT // 4
+
+
 def resolve_crop(spec: CropSpec, width: int, height: int) -> tuple[int, int, int, int]:
-    """The crop box (x, y, w, h) in this source's pixels; CropError when it cannot fit."""
+    """The crop box (x, y, w, h) in this source's pixels; CropError when it cannot fit or is too
+    small, MediaError when the whole frame is."""
+    if width < MIN_CROP_WIDTH or height < MIN_CROP_HEIGHT:
+        raise MediaError(
+            f"the video is only {width}x{height} pixels: too small for {OUTPUT_WIDTH}x{OUTPUT_HEIGHT}"
+            f" training frames (a crop of at least {MIN_CROP_WIDTH}x{MIN_CROP_HEIGHT} is needed)",
+            hint="fetch a larger version of the video, or leave it out of the manifest",
+        )
+    box = _crop_box(spec, width, height)
+    if box[2] < MIN_CROP_WIDTH or box[3] < MIN_CROP_HEIGHT:
+        raise CropError(
+            f"crop box {box[2]}x{box[3]} is smaller than {MIN_CROP_WIDTH}x{MIN_CROP_HEIGHT}: scaled to"
+            f" {OUTPUT_WIDTH}x{OUTPUT_HEIGHT} frames it would hold no detail",
+            hint=f"give a larger box (--crop X,Y,W,H@{width}x{height}) or pass --crop center",
+        )
+    return box
+
+
+def _crop_box(spec: CropSpec, width: int, height: int) -> tuple[int, int, int, int]:
     if spec.mode == "none":
         return (0, 0, width, height)
     if spec.mode == "center":
@@ -231,8 +262,8 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
         raise MediaError(
             f"the video is stored rotated by {source.rotation} degrees (phone footage): crops would be"
             " sideways",
-            hint="re-encode it upright (ffmpeg rotates when re-encoding: ffmpeg -i IN -c:a copy OUT.mp4) "
-            "and fetch that file",
+            hint="re-encode it upright, e.g. `ffmpeg -i IN.mp4 -c:a copy OUT.mp4` (a re-encode applies the"
+            " rotation), and fetch that file",
         )
     if not source.has_audio:
         return Segmented([], rejected="no audio stream: NWT needs the speech of every clip")
