@@ -106,7 +106,7 @@ HEAVY_FIXTURES = frozenset({
     "shards", "make_video", "media_server", "served", "review_workspace", "dvae_run", "codes", "far_run",
     "mar_run", "speech", "shared_media", "studio_workspace", "segmented", "three_shards", "ray_address",
     "counting_server", "slow_server", "make_real_variants", "portraits", "fake_mnist", "fake_digits",
-    "scored",
+    "scored", "report",
 })  # fmt: skip
 HEAVY_TESTS = frozenset({
     "test_two_process_ddp_gradients_match_one_process",
@@ -119,6 +119,8 @@ HEAVY_TESTS = frozenset({
     "test_describe_prior_counts_the_real_model",
     "test_integer_pcm_stereo_audio_is_read_at_the_right_scale_and_pitch",
     "test_cut_score_finds_hard_cuts_and_fades",
+    "test_rendered_episode_carries_the_mouth_in_the_crop",  # encodes 1280x720; quick: test_a_drawn_frame_*
+    "test_describe_dvae_counts_the_real_model_and_critics",  # builds the real paper and tiny dVAEs
 })  # fmt: skip
 
 

@@ -93,6 +93,8 @@ CHOICES = [
     ("nwt-train", "demo", "--speech [auto|espeak|babble]"),
     ("nwt-train", "mnist-study", f"--experiment [{'|'.join(EXPERIMENTS)}]"),
     ("nwt-data", "review", "--filter [unreviewed|flagged|rejected|all]"),
+    ("nwt-data", "review", "--flag FLAG Only clips that raised this automatic flag: no_face, many_faces, cut,"
+     " overlay, silence, small_face, no_speech, low_speech."),
     ("nwt-data", "mask", "--overlay-rule [graphic|paper]"),
     ("nwt-data", "demo", "--speech [auto|espeak|babble]"),
     *[("nwt-data", c, "--executor [local|ray]") for c in ("fetch", "segment", "flag", "mask", "shard")],

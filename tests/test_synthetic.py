@@ -41,6 +41,23 @@ def test_lip_follow_tells_a_following_series_from_a_shifted_one() -> None:
     assert shifted["r"] < shifted["null_p99"] + 0.1
 
 
+def test_a_drawn_frame_carries_the_mouth_opening_and_the_measure_reads_it() -> None:
+    """In memory, no encoding: the drawing and the measure the rendered-episode test checks end to end."""
+    x, y, w, h = CROP_BOX
+    canvas = np.empty((synthetic.HEIGHT, synthetic.WIDTH, 3), np.uint8)
+    openings = np.linspace(0, 1, 11)
+    rng = np.random.default_rng(1)
+    for seed in (3, 11):
+        colours = synthetic._colours(seed)
+        read = []
+        for opening in openings:  # blinks and sway drawn at random: they must not move the reading
+            synthetic.draw_frame(canvas, colours, float(opening), float(rng.choice([0.0, 1.0])),
+                                 float(rng.uniform(-synthetic.SWAY, synthetic.SWAY)))  # fmt: skip
+            read.append(synthetic.mouth_openness(canvas[None, y : y + h, x : x + w].copy())[0])
+        assert np.all(np.diff(read) > 0), read
+        assert np.corrcoef(read, openings)[0, 1] > 0.98
+
+
 def test_rendered_episode_carries_the_mouth_in_the_crop(tmp_path: Path) -> None:
     import av
 

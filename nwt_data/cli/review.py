@@ -19,6 +19,8 @@ from nwt_data.review.session import (
 )
 from nwt_data.workspace import Workspace
 
+FLAGS = tuple(column.removeprefix("flag_") for column in Catalog.FLAG_COLUMNS)
+
 
 def default_reviewer() -> str:
     return os.environ.get("NWT_REVIEWER") or getpass.getuser()
@@ -35,7 +37,8 @@ def review(
     ] = "unreviewed",
     flagged_first: Annotated[bool, typer.Option(help="Put clips with automatic flags first.")] = False,
     flag: Annotated[
-        str | None, typer.Option(help="Only clips that raised this automatic flag, e.g. no_speech.")
+        Literal[FLAGS] | None,
+        typer.Option(metavar="FLAG", help=f"Only clips that raised this automatic flag: {', '.join(FLAGS)}."),
     ] = None,
     export: Annotated[
         Path | None, typer.Option(help="Write all decisions to a .csv or .jsonl file and exit.")
