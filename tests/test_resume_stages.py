@@ -190,7 +190,7 @@ def test_sigkill_of_flag_mask_and_shard_then_rerun_matches(
 
 
 # --- review --import -----------------------------------------------------------------------------
-CLIPS = 240
+CLIPS = 600  # enough that a kill lands mid-import even when the machine starves the test
 
 
 def _review_workspace(root: Path) -> Path:
@@ -277,7 +277,7 @@ def test_sigkill_of_review_import_then_rerun_matches(tmp_path: Path, cli: Callab
         reference,
         lambda: _reviewed(res),
         KILLS,
-        most_changes=2,
+        most_changes=1,
         enough=2,
     )
     _in_process(cli, *args, "-w", res)

@@ -309,3 +309,43 @@ def test_rotated_phone_footage_is_refused_with_a_fix(tmp_path: Path, make_video,
     assert "phone [media] the video is stored rotated by 90 degrees" in " ".join(result.output.split())
     assert json.loads(catalog.episode("phone")["probe"])["rotation"] == 90
     assert catalog.episode("tv")["segment_status"] == "done"
+
+
+def _cut_mid_gop(source: Path, out: Path) -> None:
+    """`out` starts half a GOP into `source`: a stream-copied cut (MP4) keeping the frames before the
+    next keyframe, or a transport stream cut at a packet boundary (a recording joined mid-broadcast)."""
+    if out.suffix == ".mp4":
+        run_ffmpeg(["-y", "-i", str(source), "-ss", "0.5", "-c", "copy", "-copyinkf", str(out)])
+        return
+    whole = out.with_name("whole.ts")
+    run_ffmpeg(["-y", "-i", str(source), "-c", "copy", "-f", "mpegts", str(whole)])
+    data = whole.read_bytes()
+    out.write_bytes(data[len(data) // 3 // 188 * 188 :])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
+def test_a_source_that_starts_mid_gop_loses_only_the_frames_before_its_first_keyframe(
+    tmp_path: Path, make_video, cli, suffix: str
+) -> None:
+    source = make_video("whole.mp4", seconds=9, gop=30)
+    cut = tmp_path / "media" / f"cut{suffix}"
+    _cut_mid_gop(source, cut)
+    info = probe(cut)
+    lead = int(np.flatnonzero(info.video.keyframe)[0])
+    assert lead > 0  # the test's premise: the file starts with frames that are not keyframes
+    keyframe = info.keyframe_times[0]
+    ws, result, catalog = _fetch_and_segment(cli, tmp_path, {"cut": cut})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"cut: dropped {lead} frames before the first keyframe" in said and "starts mid-GOP" in said
+    assert catalog.episode("cut")["segment_status"] == "done"
+    clips = catalog.clips("episode_id = ?", ["cut"])
+    assert clips[0]["status"] == "ok", clips  # the first clip is usable, not rejected
+    assert clips[0]["start_time"] == pytest.approx(keyframe, abs=1e-6)
+    assert all(c["start_time"] >= keyframe - 1e-6 for c in clips)
+    assert sum(c["segment_frame_count"] for c in clips) == len(info.video) - lead
+    for clip in clips:  # each clip file starts on a keyframe that decodes
+        with av.open(str(ws / clip["path"])) as container:
+            packet = next(p for p in container.demux(video=0) if p.size)
+            assert packet.is_keyframe
+            assert next(container.decode(video=0)).key_frame

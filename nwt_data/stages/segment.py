@@ -118,20 +118,41 @@ class ClipTiming:
         return float(self.end_pts * self.time_base)
 
 
+def leading_non_keyframes(packets: Packets) -> int:
+    """Video packets before the first keyframe (decode order): a source cut mid-GOP starts with
+    frames that need earlier ones to decode, and ffmpeg's stream copy drops them."""
+    keys = np.flatnonzero(packets.keyframe)
+    return int(keys[0]) if len(keys) else len(packets)
+
+
+def first_copied(source: MediaInfo, segments: list[MediaInfo]) -> int:
+    """The first source video packet the segments hold: 0, or the first keyframe's when the copy
+    dropped the frames before it. MediaError when the segments hold anything else."""
+    total, frames = sum(len(seg.video) for seg in segments), len(source.video)
+    lead = leading_non_keyframes(source.video)
+    if total == frames:
+        return 0
+    if lead and total == frames - lead:
+        return lead
+    raise MediaError(f"the segments hold {total} video frames but the source has {frames}")
+
+
 def place_segments(source: MediaInfo, segments: list[MediaInfo]) -> list[ClipTiming]:
     """Map each segment file onto the source timeline, checking every video and audio packet."""
     src = source.video
-    total = sum(len(seg.video) for seg in segments)
-    if total != len(src):
-        raise MediaError(f"the segments hold {total} video frames but the source has {len(src)}")
     src_audio = _tick_set(source.audio) if source.audio is not None else None
     timings: list[ClipTiming] = []
-    cursor = 0
+    cursor = first_copied(source, segments)
+    # Frames shown before the first copied keyframe (leading pictures of an open GOP) cannot be
+    # decoded without the dropped ones: no clip starts before that keyframe.
+    first_shown = int(src.pts[cursor]) if cursor else None
     for seg in segments:
         n = len(seg.video)
         src_pts = src.pts[cursor : cursor + n]
         src_dur = src.duration[cursor : cursor + n]
         shown = src.presented[cursor : cursor + n]
+        if first_shown is not None:
+            shown = shown & (src_pts >= first_shown)
         problem = None if src.keyframe[cursor] else "does not start on a keyframe"
         if not shown.any():
             # Every frame is hidden by the source's edit list: nothing of it is ever on screen.
@@ -250,6 +271,7 @@ def clip_rows(episode_id: str, timings: list[ClipTiming], source: MediaInfo, con
 class Segmented:
     clips: list[dict[str, Any]]
     rejected: str | None = None  # the whole episode is unusable, and why
+    note: str | None = None  # what was left out of an otherwise usable episode
 
 
 def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: SegmentConfig, *,
@@ -267,6 +289,11 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
         )
     if not source.has_audio:
         return Segmented([], rejected="no audio stream: NWT needs the speech of every clip")
+    if leading_non_keyframes(source.video) == len(source.video):
+        raise MediaError(
+            "the video has no keyframe: none of its frames can be decoded on its own",
+            hint="re-encode it (e.g. `ffmpeg -i IN -c:a copy OUT.mp4`) and fetch that file",
+        )
     crop = resolve_crop(config.crop, source.width, source.height)
     work = ws.new_temp_dir(f"segment-{episode_id}")
     try:
@@ -276,14 +303,23 @@ def segment_episode(ws: Workspace, episode_id: str, source_rel: str, config: Seg
         files = sorted(work.glob(f"{episode_id}_*.mp4"))
         if not files:
             raise MediaError("ffmpeg wrote no segments")
-        timings = place_segments(source, [probe(f) for f in files])
+        segments = [probe(f) for f in files]
+        timings = place_segments(source, segments)
         clip_dir = ws.episode_clip_dir(episode_id)
         rows = clip_rows(episode_id, timings, source, config, crop, ws.relative(clip_dir))
         replace_dir(work, clip_dir)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return Segmented(rows)
+    dropped = first_copied(source, segments)
+    note = None
+    if dropped:
+        start = float(np.sort(source.video.pts[:dropped])[0] * source.video.time_base)
+        note = (
+            f"dropped {dropped} frames before the first keyframe ({start:.3f}-{timings[0].start:.3f} s):"
+            " the source starts mid-GOP"
+        )
+    return Segmented(rows, note=note)
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -348,6 +384,8 @@ class SegmentStage(Stage[Episode, Segmented]):
         catalog.save_segmentation(key, result.clips, to_dict(self.config))
         shutil.rmtree(self.ws.prepared_dir / key, ignore_errors=True)  # prepared from the old clips
         report.add("episodes segmented")
+        if result.note:
+            report.warnings.append(f"{key}: {result.note}")
         for clip in result.clips:
             report.add(f"clips {clip['status']}")
 
