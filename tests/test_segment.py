@@ -16,7 +16,7 @@ from nwt_data.config import CropSpec
 from nwt_data.errors import ConfigError, CropError, MediaError
 from nwt_data.media.ffmpeg import run_ffmpeg
 from nwt_data.media.probe import probe
-from nwt_data.stages.segment import resolve_crop
+from nwt_data.stages.segment import first_copied, leading_non_keyframes, resolve_crop
 
 # A white frame exactly while the tone beeps (the first 0.2 s of every second): the flash and the
 # beep onsets are the same instants, so any audio shift shows up as a gap between them.
@@ -349,3 +349,27 @@ def test_a_source_that_starts_mid_gop_loses_only_the_frames_before_its_first_key
             packet = next(p for p in container.demux(video=0) if p.size)
             assert packet.is_keyframe
             assert next(container.decode(video=0)).key_frame
+
+
+def test_leading_non_keyframes_and_where_the_copy_starts() -> None:
+    from nwt_data.media.probe import MediaInfo, Packets
+
+    def packets(keys: list[int], n: int = 8) -> Packets:
+        return Packets(time_base=Fraction(1, 30), pts=np.arange(n, dtype=np.int64),
+                       duration=np.ones(n, dtype=np.int64), keyframe=np.isin(np.arange(n), keys),
+                       discard=np.zeros(n, dtype=bool))  # fmt: skip
+
+    def info(video: Packets) -> MediaInfo:
+        return MediaInfo(path=Path("x.mp4"), format_name="mp4", container_duration=0.0, width=320,
+                         height=180, video_codec="h264", average_rate=None, nominal_rate=None, video=video,
+                         audio_codec=None, sample_rate=None, channels=None, audio=None,
+                         edit_list=False)  # fmt: skip
+
+    assert leading_non_keyframes(packets([0, 4])) == 0
+    assert leading_non_keyframes(packets([3, 6])) == 3
+    assert leading_non_keyframes(packets([])) == 8  # no keyframe: segment refuses the episode
+    source = info(packets([3, 6]))
+    assert first_copied(source, [info(packets([0], 3)), info(packets([0], 2))]) == 3  # copy dropped 3
+    assert first_copied(source, [info(packets([3], 8))]) == 0  # copy kept them
+    with pytest.raises(MediaError, match="the segments hold 4 video frames but the source has 8"):
+        first_copied(source, [info(packets([0], 4))])
