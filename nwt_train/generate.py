@@ -10,13 +10,13 @@ control (3.4) picks the episode embedding by episode id.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from nwt_train.encode import sample_codes, weights_digest
 from nwt_train.errors import DataError, MissingInput, RunMismatch, TrainConfigError
 from nwt_train.eval_dvae import as_tuples, load_dvae
 from nwt_train.metrics import to_uint8_frames
-from nwt_train.models.dvae import DVAE, in_time_chunks
+from nwt_train.models.dvae import DVAE, time_chunks
 from nwt_train.models.prior import Prior, PriorConfig
 
 
@@ -156,6 +156,16 @@ def sample_logits(logits: torch.Tensor, temperature: float, generator: torch.Gen
     return flat.view(probs.shape[:-1])
 
 
+# Frames of conditioning and of decoded video held at a time: generation's memory does not grow with
+# the length of the speech (only the audio, its mel and the Memcodes do, a few bytes per frame).
+CHUNK_FRAMES = 256
+
+
+def code_dtype(codebook_size: int) -> torch.dtype:
+    """The narrowest integer type for Memcode indices: a long clip's codes stay small."""
+    return torch.uint8 if codebook_size <= 256 else torch.int16 if codebook_size <= 32768 else torch.long
+
+
 @torch.no_grad()
 def sample_memcodes(
     prior: Prior,
@@ -166,66 +176,97 @@ def sample_memcodes(
     temperature: float,
     generator: torch.Generator,
     cache: bool = True,
+    chunk: int = CHUNK_FRAMES,
     on_frame: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Memcodes (1, N, h, w, heads) for mel (1, n_mels, 4N), one frame (FAR) or Memcode (MAR) a step.
 
-    cache=True runs the decoder's incremental steps; False recomputes the whole prefix every step
-    (what the cache saves; the results agree to float tolerance).
+    cache=True runs the decoder's incremental steps with the conditioning computed `chunk` frames at a
+    time (`Prior.conditioning_frames`: the same values as the whole clip's); cache=False recomputes the
+    whole prefix every step (what the cache saves, for benchmarks on short clips; the results agree to
+    float tolerance). Codes come back in `code_dtype`.
     """
     config = prior.config
     frames = mel.shape[-1] // MEL_PER_FRAME
     grid_h, grid_w = config.grid
-    cond = prior.conditioning(mel, episode, z)
     codes = torch.zeros(1, frames, grid_h, grid_w, config.heads, dtype=torch.long, device=mel.device)
+    codes = codes.to(code_dtype(config.codebook_size))
     decoder = prior.decoder
-    conds = decoder.project_conditioning(cond) if cache else []
-    state = decoder.new_state() if cache else []
-    for t in range(frames):
-        if config.arch == "far":
-            if cache:
-                logits = decoder.step(codes[:, t - 1] if t else None, conds, t, state)
+    if not cache:
+        cond = prior.conditioning(mel, episode, z)
+        for t in range(frames):
+            if config.arch == "far":
+                codes[:, t] = sample_logits(decoder(codes[:, : t + 1].long(), cond[:, :, : t + 1])[:, t],
+                                            temperature, generator)  # fmt: skip
             else:
-                logits = decoder(codes[:, : t + 1], cond[:, :, : t + 1])[:, t]
-            codes[:, t] = sample_logits(logits, temperature, generator)
-        else:
-            for i in range(grid_h):
-                for j in range(grid_w):
-                    p = (t * grid_h + i) * grid_w + j
-                    if cache:
-                        previous = codes.view(1, -1, config.heads)[:, p - 1] if p else None
-                        logits = decoder.step(previous, conds, p, state)
-                    else:
-                        logits = decoder(codes[:, : t + 1], cond[:, :, : t + 1])[:, t, i, j]
-                    codes[:, t, i, j] = sample_logits(logits, temperature, generator)
-        if on_frame is not None:
-            on_frame(t + 1)
+                for i in range(grid_h):
+                    for j in range(grid_w):
+                        logits = decoder(codes[:, : t + 1].long(), cond[:, :, : t + 1])[:, t, i, j]
+                        codes[:, t, i, j] = sample_logits(logits, temperature, generator)
+            if on_frame is not None:
+                on_frame(t + 1)
+        return codes
+    state = decoder.new_state()
+    flat = codes.view(1, -1, config.heads)  # raster order over (T, h, w), for MAR
+    per_frame = grid_h * grid_w
+    for start in range(0, frames, chunk):
+        stop = min(frames, start + chunk)
+        conds = decoder.project_conditioning(prior.conditioning_frames(mel, episode, z, start, stop))
+        for t in range(start, stop):
+            if config.arch == "far":
+                previous = codes[:, t - 1].long() if t else None
+                logits = decoder.step(previous, conds, t - start, state)
+                codes[:, t] = sample_logits(logits, temperature, generator)
+            else:
+                for i in range(grid_h):
+                    for j in range(grid_w):
+                        p = (t * grid_h + i) * grid_w + j
+                        previous = flat[:, p - 1].long() if p else None
+                        logits = decoder.step(previous, conds, p - start * per_frame, state)
+                        codes[:, t, i, j] = sample_logits(logits, temperature, generator)
+            if on_frame is not None:
+                on_frame(t + 1)
     return codes
 
 
-@torch.no_grad()
-def decode_video(dvae: DVAE, codes: torch.Tensor, episode: torch.Tensor) -> np.ndarray:
-    """Memcodes (1, N, h, w, heads) -> uint8 frames (N, H, W, 3)."""
-    video = in_time_chunks(lambda c: dvae.decode(c, episode), codes, chunk=64, context=dvae.temporal_reach)
-    return to_uint8_frames(video[0])
+def decoded_chunks(dvae: DVAE, codes: torch.Tensor, episode: torch.Tensor,
+                   chunk: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:  # fmt: skip
+    """Memcodes (1, N, h, w, heads) -> uint8 frames (n, H, W, 3), `chunk` frames at a time, each decoded
+    with the dVAE's temporal context (the same pixels as decoding the whole clip)."""
+    with torch.no_grad():
+        parts = time_chunks(lambda c: dvae.decode(c.long(), episode), codes, chunk=chunk,
+                            context=dvae.temporal_reach)  # fmt: skip
+        for video in parts:
+            yield to_uint8_frames(video[0])
 
 
-def write_mp4(frames: np.ndarray, audio: Path, out: Path, seconds: float) -> None:
-    """H.264 frames at 30 FPS muxed with the input audio (AAC), trimmed to `seconds`, written atomically."""
-    from nwt_data.media.ffmpeg import mux_frames_args, run_ffmpeg
+def write_mp4(frames: Iterable[np.ndarray], audio: Path, out: Path, seconds: float) -> None:
+    """H.264 frames at 30 FPS muxed with the input audio (AAC), trimmed to `seconds`, written atomically.
 
+    `frames`: uint8 arrays (n, H, W, 3), streamed to ffmpeg's stdin one at a time (a whole clip as one
+    array works too).
+    """
+    from nwt_data.media.ffmpeg import mux_frames_args, run_ffmpeg_fed
+
+    stream = iter([frames] if isinstance(frames, np.ndarray) else frames)
+    first = next(stream, None)
+    if first is None or not len(first):
+        raise DataError("no frames to write")
+    height, width = first.shape[1:3]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.tmp.mp4")
-    with tempfile.TemporaryDirectory(prefix="nwt-generate-") as folder:
-        raw = Path(folder) / "frames.rgb"
-        raw.write_bytes(np.ascontiguousarray(frames).tobytes())
-        height, width = frames.shape[1:3]
-        try:
-            run_ffmpeg(mux_frames_args(raw, width=width, height=height, fps=VIDEO_FPS, audio=audio,
-                                       out=tmp, seconds=seconds))  # fmt: skip
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+    def raw() -> Iterator[bytes]:
+        for block in itertools.chain([first], stream):
+            yield np.ascontiguousarray(block).tobytes()
+
+    args = mux_frames_args("pipe:0", width=width, height=height, fps=VIDEO_FPS, audio=audio, out=tmp,
+                           seconds=seconds)  # fmt: skip
+    try:
+        run_ffmpeg_fed(args, raw())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def generate(config: GenerateConfig, *, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -262,9 +303,8 @@ def generate(config: GenerateConfig, *, on_frame: Callable[[int, int], None] | N
         on_frame=(lambda t: on_frame(t, frames)) if on_frame else None,
     )
     sampling_s = time.perf_counter() - started
-    video = decode_video(dvae, codes, episode)
     # N frames cover the audio rounded up to a frame; the MP4 is exactly N / 30 s long.
-    write_mp4(video, config.audio, config.out, seconds=frames / VIDEO_FPS)
+    write_mp4(decoded_chunks(dvae, codes, episode), config.audio, config.out, seconds=frames / VIDEO_FPS)
     summary = {
         "out": str(config.out),
         "arch": prior.config.arch,

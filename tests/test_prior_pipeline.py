@@ -299,3 +299,79 @@ def test_prior_and_encode_refuse_what_cannot_work(codes: Path, shards: Path, tmp
     bad_device = _invoke("prior", "--data", codes, "--out", tmp_path / "d", "--preset", "tiny",
                          "--set", "device=nonsense")  # fmt: skip
     assert bad_device.exit_code == 2 and "error:" in bad_device.output
+
+
+@pytest.mark.parametrize("arch", ["far", "mar"])
+def test_chunked_conditioning_samples_the_same_codes(arch: str) -> None:
+    """Conditioning computed a few frames at a time gives the codes of the whole clip's conditioning."""
+    from nwt_train.generate import sample_memcodes
+    from nwt_train.models.prior import Prior, PriorConfig
+
+    torch.manual_seed(0)
+    prior = Prior(PriorConfig.tiny(arch)).eval()
+    frames = 23 if arch == "far" else 9
+    mel = torch.rand(1, prior.config.n_mels, 4 * frames) + 1e-3
+    episode, z = torch.tensor([1]), torch.randn(1, prior.config.style_dim)
+    runs = {}
+    for chunk in (4, 1000):
+        generator = torch.Generator().manual_seed(7)
+        runs[chunk] = sample_memcodes(prior, mel, episode, z, temperature=1.0, generator=generator,
+                                      chunk=chunk)  # fmt: skip
+    assert runs[4].dtype == torch.uint8 and runs[4].shape[1] == frames
+    assert torch.equal(runs[4], runs[1000])
+    whole = prior.conditioning(mel, episode, z)
+    part = prior.conditioning_frames(mel, episode, z, 5, 9)
+    torch.testing.assert_close(part, whole[:, :, 5:9], rtol=0, atol=1e-6)
+
+
+def test_decoded_chunks_equal_the_whole_clip(dvae_run: Path) -> None:
+    from nwt_train.generate import decoded_chunks
+    from nwt_train.metrics import to_uint8_frames
+
+    dvae, _ = load_dvae(dvae_run)
+    m = dvae.config
+    grid = (m.frame_size[0] // 8, m.frame_size[1] // 8)
+    shape = (1, 21, *grid, m.heads)
+    codes = torch.randint(0, m.codebook_size, shape, generator=torch.Generator().manual_seed(1))
+    episode = torch.tensor([0])
+    with torch.no_grad():
+        whole = to_uint8_frames(dvae.decode(codes, episode)[0])
+    parts = list(decoded_chunks(dvae, codes.to(torch.uint8), episode, chunk=5))
+    assert [len(p) for p in parts] == [5, 5, 5, 5, 1]
+    assert np.abs(np.concatenate(parts).astype(int) - whole.astype(int)).max() <= 1  # float rounding only
+
+
+PEAK_RSS = """
+import json, resource, sys
+from pathlib import Path
+from nwt_train.generate import GenerateConfig, generate
+prior, dvae, audio, out = map(Path, sys.argv[1:5])
+config = GenerateConfig(prior=prior, dvae=dvae, audio=audio, out=out, episode="face-2", device="cpu")
+frames = generate(config)["frames"]
+print(json.dumps({"frames": frames, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def test_generate_memory_does_not_grow_with_the_speech(
+    far_run: tuple[Path, list[dict[str, float]]], codes: Path, tmp_path: Path
+) -> None:
+    """10 minutes of speech: the peak memory stays within a fixed margin of 20 seconds' (it grew by
+    ~3 GB when the whole clip's conditioning and pixels were held)."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for seconds in (20, 600):
+        audio = tmp_path / f"speech-{seconds}.wav"
+        run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=16000:duration={seconds}",
+                    "-af", "volume=0.5", str(audio)])  # fmt: skip
+        argv = [sys.executable, "-c", PEAK_RSS, str(far_run[0]), str(codes.parent / "dvae"), str(audio),
+                str(tmp_path / f"out-{seconds}.mp4")]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["frames"] == seconds * 30
+        peaks[seconds] = result["peak_mb"]
+    assert _probe(tmp_path / "out-600.mp4")["frames"] == 18_000
+    # The audio, its mel and the codes grow: ~150 MB for 10 minutes at most.
+    assert peaks[600] - peaks[20] < 250, peaks

@@ -6,13 +6,14 @@ Arguments are always argv lists, never shell strings. The binary comes from imag
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,58 @@ def run_ffmpeg(args: Sequence[str], *, timeout: float | None = None) -> str:
             hint="raise `timeout` in the [run] table of nwt.toml if the input is that large",
         ) from err
     stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {proc.returncode}"
+        raise FfmpegError(f"ffmpeg failed: {last}")
+    return stderr
+
+
+def run_ffmpeg_fed(args: Sequence[str], chunks: Iterable[bytes], *, timeout: float | None = None) -> str:
+    """Run ffmpeg with `args`, writing each of `chunks` to its stdin as it comes (`pipe:0` input), so a
+    long stream of raw frames never sits whole in memory or on disk; return stderr, raise FfmpegError.
+
+    The limit covers the whole run, chunk production included (default DEFAULT_TIMEOUT): past it
+    ffmpeg is killed and ItemTimeout raised.
+    """
+    import tempfile
+    import time
+
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    global _PRCTL
+    if sys.platform == "linux" and _PRCTL is None:
+        _PRCTL = _prctl()
+    deadline = time.monotonic() + timeout
+    argv = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *args]
+    # stderr goes to a file: a pipe nobody reads could fill up and stall ffmpeg while we feed it.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # fmt: skip
+        assert proc.stdin is not None
+        try:
+            try:
+                for chunk in chunks:
+                    if time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired(argv, timeout)
+                    proc.stdin.write(chunk)
+            except BrokenPipeError:
+                pass  # ffmpeg stopped reading: its exit code and stderr say why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired as err:
+            proc.kill()
+            proc.wait()
+            raise ItemTimeout(
+                f"ffmpeg ran past its {timeout:g} s limit and was stopped",
+                hint="pass a shorter input or raise the limit",
+            ) from err
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        log.seek(0)
+        stderr = log.read().decode("utf-8", "replace")
     if proc.returncode != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {proc.returncode}"
         raise FfmpegError(f"ffmpeg failed: {last}")
@@ -141,9 +194,10 @@ def lavfi_demo_args(
 
 
 def mux_frames_args(
-    raw_video: Path, *, width: int, height: int, fps: int, audio: Path, out: Path, seconds: float
+    raw_video: Path | str, *, width: int, height: int, fps: int, audio: Path, out: Path, seconds: float
 ) -> list[str]:
-    """Raw RGB24 frames (a file) + the first audio stream of `audio` -> an H.264/AAC MP4 `seconds` long.
+    """Raw RGB24 frames (a file, or "pipe:0" for `run_ffmpeg_fed`) + the first audio stream of `audio`
+    -> an H.264/AAC MP4 `seconds` long.
 
     `nwt-train generate` writes its frames this way; the audio is the user's own file, re-encoded
     to AAC so that any input format fits the MP4.

@@ -16,7 +16,7 @@ Table 4 lists 4x4 kernels whose shapes only work out with that padding.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -377,18 +377,22 @@ class DVAE(nn.Module):
         return sum(k[0] - 1 for k in self.config.temporal_kernels)
 
 
+def time_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, *, chunk: int, context: int) -> Iterator[Tensor]:
+    """fn over dim 1 (time) of x, yielded a chunk of `chunk` frames at a time, each computed with
+    `context` frames on either side: a consumer that writes each chunk out holds only one."""
+    t = x.shape[1]
+    for start in range(0, t, chunk):
+        lo, hi = max(0, start - context), min(t, start + chunk + context)
+        out = fn(x[:, lo:hi])
+        yield out[:, start - lo : start - lo + min(chunk, t - start)]
+
+
 def in_time_chunks(fn: Callable[[Tensor], Tensor], x: Tensor, *, chunk: int, context: int) -> Tensor:
     """fn over dim 1 (time) of x in chunks of `chunk` frames, each seen with `context` frames around it.
 
     With context >= the model's temporal reach this equals fn(x) on deterministic models, at a memory
     cost bounded by chunk + 2 * context frames: long clips encode and decode on any device.
     """
-    t = x.shape[1]
-    if t <= chunk + 2 * context:
+    if x.shape[1] <= chunk + 2 * context:
         return fn(x)
-    parts = []
-    for start in range(0, t, chunk):
-        lo, hi = max(0, start - context), min(t, start + chunk + context)
-        out = fn(x[:, lo:hi])
-        parts.append(out[:, start - lo : start - lo + min(chunk, t - start)])
-    return torch.cat(parts, dim=1)
+    return torch.cat(list(time_chunks(fn, x, chunk=chunk, context=context)), dim=1)

@@ -340,6 +340,9 @@ class AudioEncoder(nn.Module):
         self.upsample = Upsampler(widths[-1], config.upsample_channels, config.upsample_repeats,
                                   config.condition_grid)  # fmt: skip
         self.out_channels = self.upsample.out_channels
+        # Frames on either side that reach a frame's features: the dilated convolutions (kernel 3) and
+        # every SC3D layer of the upsampler (kernel 3 in time); the first conv sees its own frame only.
+        self.temporal_reach = sum(config.audio_dilations) + sum(len(stage) for stage in self.upsample.stages)
 
     def forward(self, mel: Tensor) -> Tensor:
         # Power mel spans many decades; the log (floored at -50 dB) is what speech models read.
@@ -678,6 +681,16 @@ class Prior(nn.Module):
         style = self.style.features(z).expand(-1, -1, t, -1, -1)
         ep = self.episodes(episode)[:, :, None, None, None].expand(-1, -1, t, gh, gw)
         return torch.cat([audio, style, ep], dim=1)
+
+    def conditioning_frames(self, mel: Tensor, episode: Tensor, z: Tensor, start: int, stop: int) -> Tensor:
+        """`conditioning` of frames [start, stop) only, computed from the mel around them: equal to
+        the whole clip's slice, at a cost bounded by the span plus the audio encoder's reach."""
+        frames = mel.shape[-1] // self.config.mel_per_frame
+        reach = self.audio.temporal_reach
+        lo, hi = max(0, start - reach), min(frames, stop + reach)
+        per = self.config.mel_per_frame
+        cond = self.conditioning(mel[..., lo * per : hi * per], episode, z)
+        return cond[:, :, start - lo : stop - lo]
 
     def forward(
         self, codes: Tensor, mel: Tensor, episode: Tensor, z: Tensor | None = None
