@@ -120,6 +120,95 @@ def test_a_banner_merging_with_a_moving_shirt_is_found_by_what_stays_put() -> No
     assert static_banner([np.full((384, 336), 90, np.uint8)] * 6, text) == text
 
 
+# The paper rule's output on `_paper_clip`, produced by the ORIGINAL implementation: commit 92709e8
+# (the last before the graphic rule landed in b4617aa), checked out with `git worktree add --detach
+# /tmp/old 92709e8` and run with PYTHONPATH=/tmp/old: `_paper_clip` (its source and the BOXES_* lists
+# read from this file), OverlayRule.for_crop(MaskConfig(workers=1), crop height), FrameProcessor(crop,
+# rule) on each frame, and overlay_boxes on the crop of the luma plane (limited range). Per frame:
+# the boxes found (crop pixels), the painted share of the 224x256 output and, for the 224x256 crop
+# (which the scale filter copies, so the digest does not hang on FFmpeg's arithmetic), the sha256 of
+# the output's Y, U and V planes (rows without padding).
+#
+# The boxes sit on each side of every threshold. At crop height 256 (the thresholds scaled by
+# 256/712): luma 175 / 174 about 174.9, left edge x 7 / 8 about 7.2, height 29 / 28 about 28.8, top
+# y 198 / 197 about 197.8, area 540 / 510 about 517, 11200 / 12992 about 12928. At the reference
+# height 712 (the paper's own pixels): x 20 / 21, height 81 / 80, y 551 / 550, area 4004 / 4000,
+# 99990 / 100000, luma 175 / 174.
+BOXES_256 = [  # per frame: (crop x, y, w, h, luma)
+    [(7, 20, 18, 29, 175), (60, 20, 30, 40, 240), (0, 80, 20, 60, 174), (40, 198, 150, 40, 230)],
+    [(8, 20, 18, 40, 230), (0, 80, 20, 28, 230), (40, 197, 150, 40, 230)],
+    [(0, 20, 17, 30, 230), (0, 80, 18, 30, 230), (20, 200, 200, 56, 230)],
+    [(0, 20, 40, 100, 225), (0, 198, 224, 58, 230)],
+]
+BOXES_712 = [
+    [(20, 10, 50, 81, 230), (21, 120, 50, 90, 230), (0, 250, 60, 80, 230), (100, 551, 50, 90, 230),
+     (300, 550, 50, 90, 230)],
+    [(0, 10, 40, 100, 230), (0, 150, 44, 91, 230), (0, 300, 50, 100, 175), (0, 450, 50, 100, 174)],
+    [(0, 0, 202, 495, 230)],
+    [(0, 0, 250, 400, 230)],
+]  # fmt: skip
+PAPER_GOLDEN_256 = [
+    ([(40, 198, 150, 40), (7, 20, 18, 29)], 0.113735,
+     "e47436a952f9b0d2ba77ac42e0f99f1036918037d5bdda4b49ab5eb8db8f4c4e"),
+    ([], 0.0, "943a79813c6b5d1d37150f636522bd17175f6ac424a0b099be670f30fe46e58d"),
+    ([(20, 200, 200, 56), (0, 80, 18, 30)], 0.204729,
+     "9eeb0f14a3d15402161f9fa8b3b4cbfdffe76de5f781dea74d1e07179850c22c"),
+    ([(0, 20, 40, 100)], 0.069754,
+     "8cf4750c1ec4e4aeaed5b59450221faedbecfe62949ea9e2035fb5593df9dfac"),
+]  # fmt: skip
+PAPER_GOLDEN_712 = [
+    ([(100, 551, 50, 90), (20, 10, 50, 81)], 0.020874),
+    ([(0, 300, 50, 100), (0, 150, 44, 91)], 0.021101),
+    ([(0, 0, 202, 495)], 0.226597),
+    ([], 0.0),
+]
+
+
+def _paper_clip(boxes: list, width: int, height: int) -> list:  # type: ignore[type-arg]
+    """yuv420p frames (`width` x `height`) of a textured set (luma 40-119), one per list of `boxes`
+    drawn at crop x + 32; the crop is (32, 0, width - 32, height)."""
+    from fractions import Fraction
+
+    import av
+
+    rng = np.random.default_rng(14)
+    frames = []
+    for i, drawn in enumerate(boxes):
+        y = rng.integers(40, 120, (height, width), dtype=np.uint8)
+        for bx, by, bw, bh, luma in drawn:
+            y[by : by + bh, 32 + bx : 32 + bx + bw] = luma
+        u = rng.integers(100, 156, (height // 2, width // 2), dtype=np.uint8)
+        v = rng.integers(100, 156, (height // 2, width // 2), dtype=np.uint8)
+        planes = [y, u.reshape(height // 4, width), v.reshape(height // 4, width)]
+        frame = av.VideoFrame.from_ndarray(np.concatenate(planes), format="yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 30)
+        frames.append(frame)
+    return frames
+
+
+def _paper_outputs(boxes: list, width: int, height: int, digest: bool) -> list:  # type: ignore[type-arg]
+    import hashlib
+
+    from nwt_data.stages.mask import FrameProcessor, plane_array
+
+    crop = (32, 0, width - 32, height)
+    rule = OverlayRule.for_crop(MaskConfig(workers=1), height)
+    processor = FrameProcessor(crop, rule)  # no plan: the paper's rule on every frame
+    out = []
+    for frame in _paper_clip(boxes, width, height):
+        luma = np.ascontiguousarray(plane_array(frame, 0)[:, 32:width])
+        found = overlay_boxes(luma, rule, full_range=False)
+        small, share = processor(frame)
+        planes = b"".join(np.ascontiguousarray(plane_array(small, i)).tobytes() for i in range(3))
+        out.append((found, round(share, 6), *([hashlib.sha256(planes).hexdigest()] if digest else [])))
+    return out
+
+
+def test_paper_rule_output_bytes_match_the_original_implementation() -> None:
+    assert _paper_outputs(BOXES_256, 256, 256, digest=True) == PAPER_GOLDEN_256
+    assert _paper_outputs(BOXES_712, 656, 712, digest=False) == PAPER_GOLDEN_712
+
+
 def test_graphic_rule_on_the_real_clips(shared_media: Path) -> None:
     import av
 
