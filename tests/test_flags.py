@@ -31,6 +31,7 @@ from nwt_data.stages.flags import (
     count_faces,
     cut_score,
     decide,
+    faces_settled,
     frame_signature,
     inset_boxes,
     overlay_found,
@@ -175,6 +176,25 @@ def test_speech_band_level_and_voiced_share() -> None:
 
 
 # --- faces and decisions --------------------------------------------------------------------
+def test_face_sampling_stops_once_the_face_flags_cannot_change() -> None:
+    # 3 slots: two agreeing samples are a majority, whatever the third finds.
+    assert faces_settled([1, 1], [0.4, 0.5], 3, 0.15)
+    assert faces_settled([0, 0], [], 3, 0.15)
+    assert not faces_settled([1], [0.4], 3, 0.15)
+    assert not faces_settled([1, 0], [0.4], 3, 0.15)
+    # The count agrees but the face is small in one sample and large in the other: small_face open.
+    assert not faces_settled([1, 1], [0.1, 0.4], 3, 0.15)
+    assert faces_settled([1, 1, 1], [0.1, 0.4, 0.3], 3, 0.15)
+    # 4 slots need 3; the median of what was seen then equals the median of all 4, any fourth value.
+    assert not faces_settled([2, 2], [0.3, 0.3], 4, 0.15)
+    assert faces_settled([2, 2, 1], [0.3, 0.3, 0.3], 4, 0.15) is False
+    assert faces_settled([2, 2, 2], [0.3, 0.3, 0.3], 4, 0.15)
+    for fourth in (0, 1, 2, 3):
+        m = ClipMeasures(frames=1, sampled=1, face_counts=(2, 2, 2, fourth), cut_score=0.0, overlay_share=0.0,
+                         insets=(), voiced_share=1.0, loudest_db=0.0)  # fmt: skip
+        assert m.faces == 2
+
+
 def test_no_face_in_a_blank_or_patterned_frame() -> None:
     assert count_faces(np.full((512, 448), 128, np.uint8)) == 0
     assert count_faces(_scene(0.3)) == 0

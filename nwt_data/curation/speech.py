@@ -10,7 +10,6 @@ speech ratio is the share of its 32 ms steps whose speech probability reaches SP
 from __future__ import annotations
 
 import importlib.util
-import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ RATE = 16_000
 STEP = 512  # samples per model call at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous step the model sees again
 SPEECH_PROBABILITY = 0.5
-_local = threading.local()
 
 
 @cache
@@ -42,18 +40,17 @@ def model_path() -> Path:
     return path
 
 
+@cache
 def _session() -> Any:
-    session = getattr(_local, "session", None)
-    if session is None:
-        import onnxruntime as ort
+    """One onnxruntime session per process, shared by the worker threads (its run() is thread-safe;
+    the recurrent state is passed in and out), on one intra-op thread."""
+    import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
-        _local.session = session
-    return session
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
 
 
 def to_16k(audio: np.ndarray, rate: int) -> np.ndarray:

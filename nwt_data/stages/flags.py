@@ -6,9 +6,10 @@ the Haar cascade that ships inside the OpenCV wheel (`cv2.data.haarcascades`):
 
 - faces: OpenCV's frontal-face cascade (alt2) on frames sampled at `face_fps` (grayscale, equalised,
   scaled so that the cascade's 24-pixel window is 5/8 of the smallest counted face, `min_face` = 8%
-  of the crop height); the clip's count is the median over the samples. Flags `no_face` (0),
-  `many_faces` (more than 1) and `small_face` (the largest face, median over the samples, shorter
-  than `small_face` of the crop: a speaker far from the camera).
+  of the crop height, searched only when faces of 20% and more are not found); the clip's count is
+  the median over the samples, which stop once the face flags are settled (a majority agrees).
+  Flags `no_face` (0), `many_faces` (more than 1) and `small_face` (the largest face, median over
+  the samples, shorter than `small_face` of the crop: a speaker far from the camera).
 - cut: a shot cut or a title-screen transition. Every kept frame gets a 32x32 signature (an HSV
   histogram and a grayscale thumbnail); the change between two frames is the smaller of the histogram
   distance (1 - intersection) and the thumbnail decorrelation (1 - Pearson r), so a change must alter
@@ -72,8 +73,8 @@ class FlagConfig:
     """Clips flagged at once."""
     sample_fps: float = 4.0
     """Frames per second of the kept window given to the overlay and inset detectors."""
-    face_fps: float = 1.0
-    """Frames per second given to the face detector (its finest scale is the costliest detector)."""
+    face_fps: float = 0.5
+    """Frames per second given to the face detector (the costliest detector), until its flags settle."""
     min_face: float = 0.08
     """Smallest face counted, as a share of the crop height."""
     small_face: float = 0.15
@@ -142,6 +143,11 @@ CASCADE_WINDOW = 24  # pixels: the frontal-face cascade's detection window
 # only just filling the window is often missed (measured on 12 real faces pasted at 8% of the crop,
 # as in tests/test_flags_accuracy.py: 5 found with the window at 7/8 of the face, 12 at 5/8).
 WINDOW_SHARE = 0.625
+# The first pass's smallest face (share of the frame height). Measured on the 30 face samples of
+# ../shared/media (1 a second): 121 ms a sample with the 8% scales always searched, 21 ms with this
+# pass first; the pasted faces of tests/test_flags_accuracy.py (8-30%, pairs at 15%) are all still
+# counted right (at 25% a pair at 15% is counted as one).
+COARSE_FACE = 0.2
 _local = threading.local()
 
 
@@ -167,10 +173,22 @@ def face_boxes(
 ) -> list[tuple[int, int, int, int]]:
     """Frontal faces (x, y, w, h in `gray`'s pixels) down to about `min_face` of the frame height.
 
-    The frame is scaled so that the cascade's 24-pixel window is WINDOW_SHARE of a face of `min_face`
-    times its height (much smaller faces cannot be found at that scale, larger ones are), then
-    equalised.
+    The cascade's cost is in its finest scales (the most windows), so the faces of COARSE_FACE and
+    more are searched first, on a frame a fraction of the size; the scales down to `min_face` only
+    when that finds none. A second face beside a found one is thus counted from about 12% of the
+    frame height (COARSE_FACE at the cascade's smallest window), a lone face from `min_face`.
     """
+    if min_face < COARSE_FACE:
+        found = _face_boxes_at(gray, COARSE_FACE, neighbors)
+        if found:
+            return found
+    return _face_boxes_at(gray, min_face, neighbors)
+
+
+def _face_boxes_at(gray: np.ndarray, min_face: float, neighbors: int) -> list[tuple[int, int, int, int]]:
+    """The cascade on `gray` scaled so that its 24-pixel window is WINDOW_SHARE of a face of
+    `min_face` times the frame height (much smaller faces cannot be found at that scale, larger ones
+    are), then equalised."""
     import cv2
 
     height = max(CASCADE_WINDOW, math.ceil(CASCADE_WINDOW / (min_face * WINDOW_SHARE)))
@@ -198,6 +216,19 @@ def drop_nested(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, 
         if all(area <= 0.5 * w * h for area in inner):
             kept.append(box)
     return kept
+
+
+def faces_settled(counts: Sequence[int], heights: Sequence[float], slots: int, small_face: float) -> bool:
+    """The face flags can no longer change, whatever the samples still to come (at most `slots` in
+    all) find: a count holds a majority of them, and so do the faces on one side of `small_face`.
+    The cascade is the flag stage's costliest detector; on a clip with one steady face, this stops
+    sampling it after a little over half the slots."""
+    need = slots // 2 + 1
+    top = max(set(counts), key=counts.count, default=None)
+    if top is None or counts.count(top) < need:
+        return False
+    small = sum(h < small_face for h in heights)
+    return top == 0 or max(small, len(heights) - small) >= need
 
 
 def count_faces(gray: np.ndarray, *, min_face: float = 0.08, neighbors: int = 5) -> int:
@@ -516,6 +547,8 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
     grays: list[np.ndarray] = []
     text: list[tuple[float, list[tuple[int, int, int, int]]]] = []
     last_text = last_face = -1
+    # At most one face sample per 1/face_fps slot of the kept window.
+    face_slots = math.floor((window.trim_end - window.trim_start) * config.face_fps - 1e-6) + 1
     try:
         # The first frame of each 1/sample_fps slot of the kept window is sampled (`rgb` not None).
         for t, small, rgb in kept_frames_with_thumbs(window, config.sample_fps):
@@ -526,7 +559,7 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
             sampled += 1
             gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
             face_slot = math.floor((t - window.trim_start) * config.face_fps + 1e-6)
-            if face_slot > last_face:
+            if face_slot > last_face and not faces_settled(counts, heights, face_slots, config.small_face):
                 last_face = face_slot
                 found = face_boxes(gray, min_face=config.min_face, neighbors=config.face_neighbors)
                 counts.append(len(found))
