@@ -17,7 +17,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 
 from nwt_data.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, mel_spectrogram, to_model_rate
 from nwt_train import checkpoint
+from nwt_train.command_config import GenerateConfig
 from nwt_train.data import MEL_PER_FRAME
 from nwt_train.encode import sample_codes, weights_digest
 from nwt_train.errors import DataError, MissingInput, RunMismatch, TrainConfigError
@@ -33,36 +33,6 @@ from nwt_train.eval_dvae import as_tuples, load_dvae
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, time_chunks
 from nwt_train.models.prior import Prior, PriorConfig
-
-
-@dataclass(frozen=True, kw_only=True)
-class GenerateConfig:
-    """`nwt-train generate`: what to condition on and how to sample."""
-
-    prior: Path
-    dvae: Path
-    audio: Path
-    out: Path
-    episode: str
-    temperature: float = 1.0
-    seed: int = 0
-    style_from: Path | None = None
-    """A clip (any video the dVAE can read) whose style is copied; None samples z_l from N(0, I)."""
-    style_values: tuple[tuple[int, float], ...] = field(default_factory=tuple)
-    """(variate, value) pairs set in z_l after it is drawn (S4.1's per-variate control)."""
-    seconds: float | None = None
-    """Use only the first `seconds` of the audio."""
-    cache: bool = True
-    """Cached incremental steps (B.2.3); False recomputes the full prefix every step (for benchmarks)."""
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise TrainConfigError(f"temperature must be > 0, got {self.temperature}")
-        if self.seconds is not None and not self.seconds > 0:
-            raise TrainConfigError(f"seconds must be > 0, got {self.seconds}")
-        if self.out.suffix.lower() != ".mp4":
-            raise TrainConfigError(f"--out must name an .mp4 file, got {self.out}")
 
 
 def load_prior(run_dir: Path) -> tuple[Prior, dict[str, Any]]:

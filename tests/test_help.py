@@ -30,7 +30,7 @@ from nwt_data.stages.flags import FlagConfig
 from nwt_data.stages.report import ReportConfig
 from nwt_data.workspace import Workspace
 from nwt_train.cli.app import app as train_app
-from nwt_train.command_config import EncodeConfig
+from nwt_train.command_config import EncodeConfig, GenerateConfig
 from nwt_train.demo import DemoConfig as TrainDemoConfig
 from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
 
@@ -128,6 +128,7 @@ COMMAND_CONFIGS = {
     ("nwt-data", "report"): (ReportConfig,),
     ("nwt-data", "demo"): (data_config.DemoConfig,),
     ("nwt-train", "encode"): (EncodeConfig,),
+    ("nwt-train", "generate"): (GenerateConfig,),
     ("nwt-train", "demo"): (TrainDemoConfig,),
     ("nwt-train", "mnist-study"): (StudyConfig,),
 }

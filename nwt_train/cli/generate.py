@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from nwt_data.cli.options import config_option, given
 from nwt_train.cli.common import lazy_bar, make_config, report_errors
+from nwt_train.command_config import GenerateConfig
 from nwt_train.errors import TrainConfigError
 
 
@@ -34,17 +36,16 @@ def generate(
     audio: Annotated[Path, typer.Option(help="Speech: any audio or video file ffmpeg reads.")],
     episode: Annotated[str, typer.Option(help="Episode id (as in the manifest) whose look to use.")],
     out: Annotated[Path, typer.Option(help="The MP4 to write (a .json summary is written beside it).")],
-    temperature: Annotated[float, typer.Option(help="Softmax temperature of the sampling.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of the style draw and the Memcode sampling.")] = 0,
-    style_from: Annotated[
-        Path | None, typer.Option(help="Copy the style of this clip (z_l from its posterior).")
-    ] = None,
+    temperature: Annotated[float | None, config_option(GenerateConfig, "temperature")] = None,
+    seed: Annotated[int | None, config_option(GenerateConfig, "seed")] = None,
+    style_from: Annotated[Path | None, config_option(GenerateConfig, "style_from")] = None,
     style_set: Annotated[
-        list[str] | None, typer.Option(help="VARIATE=VALUE: fix one variate of z_l, e.g. 3=2.0.")
+        list[str] | None,
+        typer.Option(help="VARIATE=VALUE: fix one variate of z_l, e.g. 3=2.0 (repeatable)."),
     ] = None,
-    seconds: Annotated[float | None, typer.Option(help="Use only the first SECONDS of the audio.")] = None,
-    cache: Annotated[bool, typer.Option(help="Cached incremental sampling (off: recompute, slow).")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    seconds: Annotated[float | None, config_option(GenerateConfig, "seconds")] = None,
+    cache: Annotated[bool | None, config_option(GenerateConfig, "cache", "--cache/--no-cache")] = None,
+    device: Annotated[str | None, config_option(GenerateConfig, "device")] = None,
 ) -> None:
     """Generate video from speech: mel -> Memcodes (prior) -> frames (dVAE) -> MP4 with the audio.
 
@@ -54,27 +55,16 @@ def generate(
     [bold]Example:[/] nwt-train generate --prior runs/far --dvae runs/dvae --audio speech.wav
     --episode ep01 --out clip.mp4
     """
-    from nwt_train.generate import GenerateConfig
     from nwt_train.generate import generate as run_generate
 
     console = Console()
     style_values = parse_style_values(style_set)
+    options = given(temperature=temperature, seed=seed, style_from=style_from, seconds=seconds, cache=cache,
+                    device=device)  # fmt: skip
     config = make_config(
-        lambda: GenerateConfig(
-            prior=prior_run,
-            dvae=dvae_run,
-            audio=audio,
-            out=out,
-            episode=episode,
-            temperature=temperature,
-            seed=seed,
-            style_from=style_from,
-            style_values=style_values,
-            seconds=seconds,
-            cache=cache,
-            device=device,
-        )
-    )
+        lambda: GenerateConfig(prior=prior_run, dvae=dvae_run, audio=audio, out=out, episode=episode,
+                               style_values=style_values, **options)
+    )  # fmt: skip
     columns = (TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[speed]}"), TimeElapsedColumn())  # fmt: skip
     with lazy_bar("generate", console, *columns, speed="") as bar:
