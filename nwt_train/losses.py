@@ -50,9 +50,9 @@ def feature_matching_loss(real_features: Features, fake_features: Features, scal
     eq. 7 and Algorithm 2 write, so the value grows with the number of maps (14 for Table 4b).
     The real side is detached: only the reconstruction receives gradient.
 
-    scale="relative" divides each map's term by the mean |D_c^l(x)| of the real map (detached), so a
-    map's term is a relative error that stays O(1) however large WGAN training makes the critics'
-    features (not in the paper; see `DVAETrainConfig.feature_matching`).
+    scale="relative" divides each sample's term by the mean |D_c^l(x)| of its real map (detached), then
+    averages over the batch: a map's term is a relative error that stays O(1) however large WGAN
+    training makes the critics' features (not in the paper; see `DVAETrainConfig.feature_matching`).
     """
     if scale not in FEATURE_SCALES:
         raise ValueError(f"feature scale must be one of {FEATURE_SCALES}, got {scale!r}")
@@ -70,9 +70,11 @@ def feature_matching_loss(real_features: Features, fake_features: Features, scal
                     f"critic {c} layer {layer}: real {tuple(real.shape)} vs fake {tuple(fake.shape)}"
                 )
             target = _wide(real.detach())
-            term = (_wide(fake) - target).abs().mean()
-            if scale == "relative":
-                term = term / target.abs().mean().clamp_min(1e-6)
+            if scale == "relative":  # per sample, so micro-batches and ranks add up to the batch's value
+                error = (_wide(fake) - target).abs().flatten(1).mean(1)
+                term = (error / target.abs().flatten(1).mean(1).clamp_min(1e-6)).mean()
+            else:
+                term = (_wide(fake) - target).abs().mean()
             total = term if total is None else total + term
     if total is None:
         raise ValueError("feature_matching_loss got critics without any hidden feature map")

@@ -12,19 +12,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from nwt_train import dist
-from nwt_train.config import prior_tiny, tiny, with_overrides
+from nwt_train.config import PRESETS, prior_tiny, with_overrides
 
 RTOL = 1e-5
 
 
-def _dvae_grads(batch: dict[str, torch.Tensor], *, accumulate: int, rank: int, world: int) -> dict[str, Any]:
+def _dvae_grads(batch: dict[str, torch.Tensor], *, accumulate: int, rank: int, world: int,
+                preset: str = "tiny") -> dict[str, Any]:  # fmt: skip
     from nwt_train.train_dvae import build, train_step
 
     n = len(batch["video"])
-    config = with_overrides(tiny(), {"accumulate": accumulate, "batch_size": n})
+    config = with_overrides(PRESETS[preset](), {"accumulate": accumulate, "batch_size": n})
     parts = build(config, torch.device("cpu"))
     parts["dvae"].double()
     parts["critics"].double()
@@ -92,12 +94,13 @@ def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert abs(got["loss"] - want["loss"]) <= RTOL * abs(want["loss"])
 
 
-def test_dvae_accumulation_2x1_equals_batch_2() -> None:
+@pytest.mark.parametrize("preset", ["tiny", "tiny-real"])  # eq. 7's matching, and the relative one
+def test_dvae_accumulation_2x1_equals_batch_2(preset: str) -> None:
     batch = _batch("dvae", 2)
-    whole = _dvae_grads(batch, accumulate=1, rank=0, world=1)
-    _assert_same(_dvae_grads(batch, accumulate=2, rank=0, world=1), whole)
+    whole = _dvae_grads(batch, accumulate=1, rank=0, world=1, preset=preset)
+    _assert_same(_dvae_grads(batch, accumulate=2, rank=0, world=1, preset=preset), whole)
     # and it is not vacuous: one clip alone has other gradients
-    alone = _dvae_grads({k: v[:1] for k, v in batch.items()}, accumulate=1, rank=0, world=1)
+    alone = _dvae_grads({k: v[:1] for k, v in batch.items()}, accumulate=1, rank=0, world=1, preset=preset)
     name = "dvae.decoder.spatial.0.weight" if "dvae.decoder.spatial.0.weight" in alone["grads"] else None
     name = name or next(iter(alone["grads"]))
     assert not torch.allclose(alone["grads"][name], whole["grads"][name], rtol=1e-3)

@@ -82,7 +82,7 @@ def test_help_at_80_columns_matches_its_snapshot(program: str, command: str) -> 
 
 
 CHOICES = [
-    ("nwt-train", "dvae", "--preset [paper|tiny]"),
+    ("nwt-train", "dvae", "--preset [paper|tiny|tiny-real]"),
     ("nwt-train", "prior", "--preset [paper|tiny]"),
     ("nwt-train", "prior", "--arch [far|mar]"),
     ("nwt-train", "describe", "--preset [paper|tiny]"),

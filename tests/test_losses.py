@@ -167,6 +167,10 @@ def test_relative_feature_matching_ignores_the_critics_scale() -> None:
         relative = feature_matching_loss([[real * scale]], [[fake * scale]], "relative")
         assert relative.item() == pytest.approx(0.1, rel=1e-5)
     assert feature_matching_loss([[real * 1000]], [[fake * 1000]]).item() == pytest.approx(250.0, rel=1e-5)
+    # per sample: a batch of a loud and a quiet clip averages their relative errors
+    pair = feature_matching_loss([[torch.stack([real[0], real[0] * 100])]],
+                                 [[torch.stack([real[0] * 0.9, real[0] * 50])]], "relative")  # fmt: skip
+    assert pair.item() == pytest.approx((0.1 + 0.5) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="feature scale"):
         feature_matching_loss([[real]], [[fake]], "loud")
 

@@ -25,7 +25,8 @@ def dvae(
     data: Annotated[Path, typer.Option(help="The shards folder (with dataset.json) of `nwt-data shard`.")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
     preset: Annotated[
-        Literal["paper", "tiny"], typer.Option(help="paper (Table 4, C.2.1) or tiny (CPU-sized).")
+        Literal["paper", "tiny", "tiny-real"],
+        typer.Option(help="paper (Table 4, C.2.1), tiny (CPU-sized), tiny-real (tiny, for real clips)."),
     ] = "paper",
     config_file: ConfigFile = None,
     overrides: Overrides = None,
