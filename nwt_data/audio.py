@@ -32,21 +32,39 @@ __all__ = [
 ]
 
 
-def mel_spectrogram(audio: np.ndarray) -> np.ndarray:
-    """Power mel spectrogram (n_mels, 1 + len // hop) of 24 kHz mono float audio, float32."""
+def mel_spectrogram(audio: np.ndarray, *, block_frames: int | None = None) -> np.ndarray:
+    """Power mel spectrogram (n_mels, 1 + len // hop) of 24 kHz mono float audio, float32.
+
+    block_frames: compute the spectrum that many mel frames at a time (the same values; memory bounded
+    by the block instead of the audio's length: a whole 10-minute spectrum is ~0.9 GB).
+    """
     import librosa
 
     params = dict(MEL_PARAMS)
-    spectrum = librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=params["n_fft"],
-                            hop_length=params["hop_length"], win_length=params["win_length"],
-                            center=params["center"], pad_mode=params["pad_mode"])  # fmt: skip
-    power = np.abs(spectrum) ** params["power"]
+    audio = np.asarray(audio, dtype=np.float32)
     basis = librosa.filters.mel(sr=params["sr"], n_fft=params["n_fft"], n_mels=params["n_mels"],
                                 fmin=params["fmin"], fmax=params["fmax"])  # fmt: skip
-    # The projection in numpy's own loops, not BLAS: a BLAS product's bytes depend on how many threads
-    # it runs on (a Ray worker has one, a local run several), and shards must not.
-    mel = np.einsum("mf,ft->mt", basis, power.astype(np.float32), optimize=False)
-    return mel.astype(np.float32)
+
+    def project(samples: np.ndarray, center: bool) -> np.ndarray:
+        spectrum = librosa.stft(samples, n_fft=params["n_fft"], hop_length=params["hop_length"],
+                                win_length=params["win_length"], center=center,
+                                pad_mode=params["pad_mode"])  # fmt: skip
+        power = np.abs(spectrum) ** params["power"]
+        # The projection in numpy's own loops, not BLAS: a BLAS product's bytes depend on how many
+        # threads it runs on (a Ray worker has one, a local run several), and shards must not.
+        return np.einsum("mf,ft->mt", basis, power.astype(np.float32), optimize=False).astype(np.float32)
+
+    if block_frames is None:
+        return project(audio, params["center"])
+    n_fft, hop = params["n_fft"], params["hop_length"]
+    # Pad once as the centred STFT does, then frame t reads padded[t * hop : t * hop + n_fft].
+    padded = np.pad(audio, n_fft // 2, mode=params["pad_mode"]) if params["center"] else audio
+    total = 1 + (len(padded) - n_fft) // hop
+    blocks = [
+        project(padded[start * hop : (min(total, start + block_frames) - 1) * hop + n_fft], False)
+        for start in range(0, total, block_frames)
+    ]
+    return np.concatenate(blocks, axis=1)
 
 
 def to_model_rate(audio: np.ndarray, rate: int, n_samples: int) -> np.ndarray:

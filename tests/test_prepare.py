@@ -328,3 +328,15 @@ def test_integer_pcm_stereo_audio_is_read_at_the_right_scale_and_pitch(tmp_path:
     assert 0.05 < rms < 0.2  # lavfi's sine is at 1/8 full scale: rms 0.088, not clipped noise
     spectrum = np.abs(np.fft.rfft(audio))
     assert abs(np.argmax(spectrum) * 24000 / len(audio) - 440) < 3
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("seconds", [0.2, 3.0, 21.7])
+def test_the_mel_in_blocks_is_the_whole_mel_byte_for_byte(seconds: float) -> None:
+    """generate computes long speech's mel in blocks (bounded memory): the same bytes as one pass."""
+    from nwt_data.audio import mel_spectrogram
+
+    audio = (np.random.default_rng(3).standard_normal(round(seconds * 24_000)) * 0.1).astype(np.float32)
+    whole = mel_spectrogram(audio)
+    blocks = mel_spectrogram(audio, block_frames=256)
+    assert blocks.shape == whole.shape and blocks.tobytes() == whole.tobytes()
