@@ -7,12 +7,16 @@ Columns: frames with a false box (painted more than 0.2% of the frame outside th
 the mean share of the frame painted outside them; frames with an overlay whose area is at least 90%
 painted. Real clips: only vexpress_case10 has an overlay (its inset, bottom left, whole clip). Also
 the graphic rule's CPU seconds per clip-second (sampling, OCR and planning; decoding not counted).
-The held-out banners (`held_out_cases`) are totalled apart: they were not used to tune the rule.
+Three sets are totalled apart: the issue's evaluation set (the real clips and `cases`), the
+development cases (`development_cases`: the banners held out at the last stop and the cases the rule
+was then extended on), and the held-out cases (`held_out_cases`), written after the rule was frozen
+and never tuned on. `--only development` (or `held-out`, `evaluation`) runs one set.
 Run with `python benchmarks/bench_overlays.py`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,7 +28,7 @@ from rich.table import Table
 
 from nwt_data.config import MaskConfig
 from nwt_data.curation.overlay import plan_overlays, sample_clip
-from nwt_data.curation.synthetic import Case, cases, held_out_cases, score
+from nwt_data.curation.synthetic import Case, cases, development_cases, held_out_cases, score
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -67,19 +71,27 @@ def measure(case: Case, config: MaskConfig) -> tuple[dict[str, object], float]:
     return {"paper": paper, "graphic": graphic}, cpu
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("evaluation", "development", "held-out"), help="run one set")
+    args = parser.parse_args(argv)
     config = MaskConfig(workers=1)
     table = Table(title="overlay rules: false boxes on overlay-free content, overlay frames masked")
     for column in ("source", "clip", "overlay", "paper: false frames", "paper: false area", "paper: masked",
                    "graphic: false frames", "graphic: false area", "graphic: masked"):  # fmt: skip
         table.add_column(column)
-    # Totals per set: the real clips with the generated cases, and apart, the held-out banners.
+    # Totals per set: the real clips with the generated cases (the issue's evaluation set), and
+    # apart, the development and the held-out cases.
     totals: dict[tuple[str, str], list[int]] = {}
     cpu, seconds = 0.0, 0.0
-    groups = [("generated", "cases", cases()), ("held out", "held-out", held_out_cases())]
+    groups = [("generated", "evaluation", cases), ("development", "development", development_cases),
+              ("held out", "held-out", held_out_cases)]  # fmt: skip
     if SHARED_MEDIA.is_dir():
-        groups.insert(0, ("shared/media", "cases", real_cases()))
-    for source, total, group in groups:
+        groups.insert(0, ("shared/media", "evaluation", real_cases))
+    for source, total, make in groups:
+        if args.only and total != args.only:
+            continue
+        group = make()
         for case in group:
             scores, used = measure(case, config)
             cpu += used
@@ -99,7 +111,7 @@ def main() -> None:
     console.print(table)
     for (total, name), (clean, false_clips, masked, frames) in totals.items():
         share = masked / max(1, frames)
-        console.print(f"{total:8} {name:8} overlay-free clips with a false box: {false_clips}/{clean};"
+        console.print(f"{total:11} {name:8} overlay-free clips with a false box: {false_clips}/{clean};"
                       f" overlay frames masked: {masked}/{frames} ({share:.1%})")  # fmt: skip
     rate = cpu / seconds
     console.print(

@@ -20,7 +20,7 @@ from nwt_data.curation.overlay import (
     spans,
     static_banner,
 )
-from nwt_data.curation.synthetic import cases, score
+from nwt_data.curation.synthetic import Case, cases, development_cases, render, score
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
 
 
@@ -110,14 +110,52 @@ def _banner_frames(rows: range, *, bottom_hidden: bool = False, full_width: bool
 def test_a_banner_merging_with_a_moving_shirt_is_found_by_what_stays_put() -> None:
     text = (6, 308, 150, 28)
     assert static_banner(_banner_frames(range(315, 384)), text) == (0, 300, 240, 40)
-    # A banner whose bottom edge is never in the picture, or with no end in the picture: its text only.
-    assert static_banner(_banner_frames(range(315, 384), bottom_hidden=True), text) == text
-    assert static_banner(_banner_frames(range(315, 384), full_width=True), text) == text
+    # A banner whose bottom edge is never in the picture: found from its top edge, reaching as far
+    # below the text's middle row (322) as that edge is above it (2 rows past the true 340).
+    assert static_banner(_banner_frames(range(315, 384), bottom_hidden=True), text) == (0, 300, 240, 42)
+    # With no end in the picture (a desk with a logo looks the same): its text only, unless the
+    # banner comes or goes whole in the clip (samples without the caption, where it is not).
+    full = _banner_frames(range(315, 384), full_width=True)
+    assert static_banner(full, text) == text
+    gone = [np.full((384, 336), 90, np.uint8)] * 2
+    assert static_banner(full, text, absent=gone) == (0, 300, 336, 40)
+    assert static_banner(full, text, absent=full[:2]) == text
     # A still subject is no harm while the banner's outline shows above and beside it.
     still = [_banner_frames(range(315, 384))[0]] * 6
     assert static_banner(still, text) == (0, 300, 240, 40)
     # No samples with the banner's colour around the text: its text only.
     assert static_banner([np.full((384, 336), 90, np.uint8)] * 6, text) == text
+
+
+@pytest.fixture(scope="module")
+def dev_cases() -> dict[str, Case]:
+    return {c.name: c for c in development_cases()}
+
+
+def test_ocr_is_refined_where_a_caption_comes_and_nowhere_else(dev_cases: dict[str, Case]) -> None:
+    config = MaskConfig(workers=1)  # OCR slots every 2 s, overlay samples every 0.25 s
+    came = dev_cases["red banner on a red top, from 1.2 s"]  # seen by the 2 s slot only
+    _, _, text = sample_clip(zip(came.times, came.frames, strict=True), 0.0, 4.0, config.text_fps)
+    # Bisection between the slots at 0 and 2 s (1.0, 1.5, 1.25), and the clip's last sample.
+    assert [t for t, _ in text] == [0.0, 1.0, 1.25, 1.5, 2.0, 3.75]
+    assert [bool(b) for _, b in text] == [False, False, True, True, True, True]
+    plain = render("plain suit")  # no text: the slots alone
+    _, _, text = sample_clip(zip(plain.times, plain.frames, strict=True), 0.0, 4.0, config.text_fps)
+    assert [t for t, _ in text] == [0.0, 2.0]
+
+
+def test_development_banners_strips_and_cards_are_painted_whole(dev_cases: dict[str, Case]) -> None:
+    # Banners with an edge on a shirt of their colour in every frame, a strip flush with the frame's
+    # bottom, a card that comes and goes, a banner over a close colour; a slogan on a moving shirt
+    # is spared. The frame between the last sample without an overlay and the first with it is
+    # painted too (when the overlay came is known to a sample only).
+    config = MaskConfig(workers=1)
+    for case in dev_cases.values():
+        plan = _plan(case, config)
+        graphic = score(case.frames[0].shape[:2], case.truth, [plan.boxes_at(t) for t in case.times])
+        assert graphic.overlay_masked == graphic.overlay_frames, case.name
+        changes = sum(a != b for a, b in zip(case.truth, case.truth[1:], strict=False))  # came or went
+        assert graphic.false_frames <= changes, case.name
 
 
 # The paper rule's output on `_paper_clip`, produced by the ORIGINAL implementation: commit 92709e8

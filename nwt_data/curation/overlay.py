@@ -34,6 +34,7 @@ import numpy as np
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 
+ONE_SIDED_SEEN = 0.1  # share of its one visible edge that a banner found from one side must show
 ANALYSIS_HEIGHT = 384  # rows the sampled frames are scaled to (at 256 a 64-row inset blurs too much)
 
 
@@ -283,8 +284,12 @@ def plan_overlays(
         # A caption whose banner merges with the picture in some frames (a white banner over a white
         # shirt): the banner is what keeps its colour while the subject behind it moves.
         on = spans(text_times, [b is not None for b in c.boxes])
-        during = [g for t, g in zip(times, small, strict=True) if any(a - 1e-6 <= t < z for a, z in on)]
-        banner = static_banner(during, c.median())
+        during = [any(a <= t < z for a, z in on) for t in times]
+        banner = static_banner(
+            [g for g, d in zip(small, during, strict=True) if d],
+            c.median(),
+            absent=[g for g, d in zip(small, during, strict=True) if not d],
+        )
         if banner != c.median():
             c.boxes = [banner if b is not None else None for b in c.boxes]
 
@@ -374,18 +379,23 @@ def grow_banner(gray: np.ndarray, box: Box, rule: GraphicRule, uniform: float = 
     return grown
 
 
-def static_banner(grays: Sequence[np.ndarray], box: Box, uniform: float = 12.0) -> Box:
+def static_banner(
+    grays: Sequence[np.ndarray], box: Box, uniform: float = 12.0, absent: Sequence[np.ndarray] = ()
+) -> Box:
     """The banner under a text line whose edges are only partly in the picture (a white banner over a
     white shirt), from the samples of the caption's time on screen; `box` when there is none.
 
     The banner is what keeps the colour inside the text's box in every sample (it stays put; a
     subject of that colour behind it moves). Candidates: rectangles around the text, at most a text
     height taller on each side, as wide as the columns that keep the colour over their rows, solid
-    inside along their top and bottom rows, that float off the top and bottom of the frame and have
-    an inner vertical side (else a desk or a wall with a logo would pass). The banner is the one
-    whose top and bottom edges are seen most (the colour ends across them in some sample), along a
-    tenth of their length at least; a line through the banner where a shirt's top meets it is seen
-    only along the shirt."""
+    inside along their top and bottom rows, with an inner vertical side, or as wide as the frame
+    only when the banner is gone in one of the `absent` samples (the clip's samples without the
+    caption; else a desk or a wall with a logo would pass). The banner is the one whose top and
+    bottom edges are seen most (the colour ends across them in some sample, or the frame's edge
+    bounds it), along a tenth of their length at least; a line through the banner where a shirt's
+    top meets it is seen only along the shirt. When no such rectangle exists, a banner with one edge
+    seen (its other edge on a subject of its colour in every sample) reaches as far past the text's
+    middle row as that edge does: a caption sits in the middle of its banner."""
     import cv2
 
     if not grays:
@@ -406,12 +416,16 @@ def static_banner(grays: Sequence[np.ndarray], box: Box, uniform: float = 12.0) 
     # Close the letters' strokes (thinner than a third of the box) into the banner.
     k = max(3, h // 3) | 1
     keeps = cv2.morphologyEx(keeps.view(np.uint8), cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)).astype(bool)
-    rows = np.concatenate([np.zeros((1, width)), np.cumsum(keeps, axis=0)])  # rows[y] = sum of keeps[:y]
-    # The OCR box carries a margin that may reach past the banner: candidates need only its middle half.
+    # The OCR box carries a margin that may reach past the banner: candidates need only its middle
+    # half, which holds the letters (bold ones wider than the closing reaches count as banner).
     core0, core1 = y + h // 4, y + h - h // 4
-    tops = range(max(1, y - h), core0 + 1)
-    bottoms = range(core1, min(height - 1, y + 2 * h) + 1)
+    keeps[core0:core1, x : x + w] = True
+    rows = np.concatenate([np.zeros((1, width)), np.cumsum(keeps, axis=0)])  # rows[y] = sum of keeps[:y]
+    # Its top and bottom rows lie outside the filled middle (there, keeps is measured, not filled).
+    tops = range(max(0, y - h), core0)
+    bottoms = range(core1 + 1, min(height, y + 2 * h) + 1)
     best, best_seen = box, 0.0
+    one_sided, one_seen = box, 0.0
     for y0, y1 in ((a, b) for a in tops for b in bottoms):
         solid = (rows[y1] - rows[y0]) / (y1 - y0) >= 0.9  # per column, over the candidate's rows
         if not solid[x : x + w].all():
@@ -419,16 +433,30 @@ def static_banner(grays: Sequence[np.ndarray], box: Box, uniform: float = 12.0) 
         gaps = np.flatnonzero(~solid)
         x0 = int(gaps[gaps < x].max() + 1) if (gaps < x).any() else 0
         x1 = int(gaps[gaps >= x + w].min()) if (gaps >= x + w).any() else width
-        if x0 == 0 and x1 == width:
-            continue
+        if (
+            x0 == 0
+            and x1 == width
+            and not any(
+                float((np.abs(g[y0:y1].astype(np.int16) - colour) > uniform).mean()) >= 0.5 for g in absent
+            )
+        ):
+            continue  # full width: only a strip that comes or goes as a whole
         if keeps[y0, x0:x1].mean() < 0.95 or keeps[y1 - 1, x0:x1].mean() < 0.95:
             continue  # a side that is not solid inside
-        # The share of each horizontal side where the colour ends (its edge is in the picture).
-        seen = 1 - max(keeps[y0 - 1, x0:x1].mean(), keeps[y1, x0:x1].mean())
+        # The share of each horizontal side where the colour ends (its edge is in the picture); the
+        # frame's edge bounds a strip flush with it.
+        top = 1.0 if y0 == 0 else 1 - float(keeps[y0 - 1, x0:x1].mean())
+        bottom = 1.0 if y1 == height else 1 - float(keeps[y1, x0:x1].mean())
+        seen = min(top, bottom)
         # Of the rectangles whose sides are all partly seen, the one whose edges are seen most (a
         # line through the banner where a shirt's top meets it is seen along the shirt only).
         if seen >= 0.1 and (seen > best_seen + 1e-9 or (seen > best_seen - 1e-9 and y1 - y0 < best[3])):
             best, best_seen = (x0, y0, x1 - x0, y1 - y0), seen
+        # A banner whose other edge lies on the subject in every sample: the text sits in its middle.
+        elif seen < 0.1 and abs(y0 + y1 - (2 * y + h)) <= 2 and max(top, bottom) > one_seen + 1e-9:
+            one_sided, one_seen = (x0, y0, x1 - x0, y1 - y0), max(top, bottom)
+    if best == box and one_seen >= ONE_SIDED_SEEN:
+        return one_sided
     return best
 
 
@@ -451,19 +479,86 @@ def _lines_present(gray: np.ndarray, box: Box, strength: float = 8.0, share: flo
     return bool(checks) and all(np.count_nonzero(c >= strength) >= share * c.size for c in checks)
 
 
+def caption_lines(boxes: Sequence[Box], height: int, rule: GraphicRule | None = None) -> list[Box]:
+    """The text boxes that could be a caption: wide lines (the rule's text tracks) in a caption band."""
+    low, high = (rule or GraphicRule()).caption_bands
+    return [b for b in boxes if b[2] >= 1.5 * b[3] and not low * height < b[1] + b[3] / 2 < high * height]
+
+
+class TextSampler:
+    """OCR on a clip's samples: the first sample of each 1/text_fps slot, and where the caption lines
+    differ between two such samples (a caption came, went or moved), the samples between them, by
+    bisection. A caption is then timed to one sample, and one that came on screen just before a
+    slot's sample is seen more than once, at the cost of a few OCR runs per change only (a caption
+    that stays the whole clip, or no text at all, costs nothing more than the slots)."""
+
+    def __init__(self, start: float, text_fps: float, max_side: int = 256, rule: GraphicRule | None = None):
+        self.start, self.text_fps, self.max_side = start, text_fps, max_side
+        self.rule = rule or GraphicRule()
+        self.found: list[tuple[float, list[Box]]] = []
+        self._slot = -1
+        self._pending: list[tuple[float, np.ndarray]] = []  # samples since the last slot's (RGB kept)
+        self._last: list[Box] | None = None  # the caption lines of the last slot's sample
+
+    def _ocr(self, t: float, rgb: np.ndarray) -> list[Box]:
+        from nwt_data.curation.text import text_boxes
+
+        boxes = text_boxes(np.ascontiguousarray(rgb), self.max_side)
+        self.found.append((t, boxes))
+        return caption_lines(boxes, rgb.shape[0], self.rule)
+
+    @staticmethod
+    def _differ(a: Sequence[Box], b: Sequence[Box]) -> bool:
+        return any(max((iou(x, y) for y in b), default=0.0) < 0.5 for x in a) or any(
+            max((iou(y, x) for x in a), default=0.0) < 0.5 for y in b
+        )
+
+    def _bisect(self, left: list[Box], between: list[tuple[float, np.ndarray]], right: list[Box]) -> None:
+        if not between:
+            return
+        mid = len(between) // 2
+        here = self._ocr(*between[mid])
+        if self._differ(left, here):
+            self._bisect(left, between[:mid], here)
+        if self._differ(here, right):
+            self._bisect(here, between[mid + 1 :], right)
+
+    def add(self, t: float, rgb: np.ndarray) -> None:
+        """The next sample (in time order)."""
+        if self.text_fps <= 0:
+            return
+        slot = math.floor((t - self.start) * self.text_fps + 1e-6)
+        if slot <= self._slot:
+            self._pending.append((t, rgb))
+            return
+        self._slot = slot
+        lines = self._ocr(t, rgb)
+        if self._last is not None and self._differ(self._last, lines):
+            self._bisect(self._last, self._pending, lines)
+        self._last, self._pending = lines, []
+
+    def result(self) -> list[tuple[float, list[Box]]]:
+        """(time, text boxes) of every OCR'd sample, in time order. After the last slot's sample, a
+        caption it shows is followed to the clip's last sample."""
+        if self._last and self._pending:
+            lines = self._ocr(*self._pending[-1])
+            if self._differ(self._last, lines):
+                self._bisect(self._last, self._pending[:-1], lines)
+            self._pending = []
+        return sorted(self.found, key=lambda f: f[0])
+
+
 def sample_clip(
     frames: Iterable[tuple[float, np.ndarray]], start: float, fps: float, text_fps: float, max_side: int = 256
 ) -> tuple[list[float], list[np.ndarray], list[tuple[float, list[Box]]]]:
     """The inputs of `plan_overlays` from a clip's (time, RGB crop) frames: the first frame of each
-    1/fps slot after `start` in grayscale, and the text boxes of the first of each 1/text_fps slot."""
+    1/fps slot after `start` in grayscale, and the text boxes `TextSampler` finds on those."""
     import cv2
-
-    from nwt_data.curation.text import text_boxes
 
     times: list[float] = []
     grays: list[np.ndarray] = []
-    text: list[tuple[float, list[Box]]] = []
-    last, last_text = -1, -1
+    text = TextSampler(start, text_fps, max_side)
+    last = -1
     for t, rgb in frames:
         slot = math.floor((t - start) * fps + 1e-6)
         if slot <= last:
@@ -472,8 +567,5 @@ def sample_clip(
         rgb = np.ascontiguousarray(rgb)
         times.append(t)
         grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        text_slot = math.floor((t - start) * text_fps + 1e-6) if text_fps > 0 else last_text
-        if text_slot > last_text:
-            last_text = text_slot
-            text.append((t, text_boxes(rgb, max_side)))
-    return times, grays, text
+        text.add(t, rgb)
+    return times, grays, text.result()

@@ -93,12 +93,15 @@ def render(
     shirt: tuple[int, int, int] = (35, 35, 45),
     background: Callable[[np.ndarray], None] | None = None,
     foreground: Callable[[np.ndarray], None] | None = None,
+    foreground_t: Callable[[np.ndarray, float], None] | None = None,
     overlay: Callable[[np.ndarray], None] | None = None,
     overlay_from: float = 0.0,
+    overlay_until: float = float("inf"),
     seed: int = 0,
 ) -> Case:
     """One case: set (+ `background`), figure, `foreground` (set pieces in front), then `overlay`
-    (drawn over everything from `overlay_from` seconds on; its truth is the box of the pixels it changed)."""
+    (drawn over everything from `overlay_from` until `overlay_until` seconds; its truth is the box of
+    the pixels it changed)."""
     rng = np.random.default_rng(seed)
     times, frames, truth = [], [], []
     for i in range(round(seconds * fps)):
@@ -109,7 +112,9 @@ def render(
         _figure(img, t, shirt)
         if foreground:
             foreground(img)
-        on = overlay is not None and t >= overlay_from
+        if foreground_t:
+            foreground_t(img, t)
+        on = overlay is not None and overlay_from <= t < overlay_until
         clean = np.clip(img, 0, 255).astype(np.uint8)
         box: Box | None = None
         if on and overlay:
@@ -223,10 +228,23 @@ def cases() -> list[Case]:
     ]
 
 
-def held_out_cases() -> list[Case]:
-    """Banners of the same kind, written after the merge rule (`overlay.static_banner`) was final and
-    measured once, not tuned on: a grey banner whose bottom edge lies on a grey shirt in every frame
-    (the edge is never in the picture), and a banner on a top of its colour that appears at 1.2 s."""
+def _shirt_text(text: str, ink: Colour) -> Callable[[np.ndarray, float], None]:
+    """Text printed on the shirt: it moves with the figure (see `_figure`)."""
+
+    def draw(img: np.ndarray, t: float) -> None:
+        cx = int(WIDTH * (0.5 + 0.06 * np.sin(2.1 * t)))
+        cy = int(HEIGHT * (0.38 + 0.03 * np.sin(3.3 * t + 1)))
+        _text(img, text, (cx - 70, cy + 200), ink, 0.9)
+
+    return draw
+
+
+def development_cases() -> list[Case]:
+    """Cases the overlay rule was developed on after the evaluation set (`cases`) was met: the two
+    banners first held out at the last stop (a grey banner whose bottom edge lies on a grey shirt in
+    every frame, a banner on a top of its colour that appears at 1.2 s), then one case of each kind
+    the rule was then extended for (a strip flush with the frame's bottom, a card that comes and goes
+    mid-clip, a banner over a shirt of a close colour) and text printed on a moving shirt."""
     return [
         render(
             "grey banner, both ends on the shirt",
@@ -241,7 +259,38 @@ def held_out_cases() -> list[Case]:
             overlay_from=1.2,
             seed=4,
         ),
+        render(
+            "dark strip flush with the bottom, from 0.9 s",
+            overlay=_banner((0, 462, WIDTH, 50), (50, 50, 55), "so we asked the minister", (255, 255, 255)),
+            overlay_from=0.9,
+            seed=5,
+        ),
+        render(
+            "title card in the top band, 1.7-3.1 s",
+            overlay=_banner((60, 30, 330, 70), (30, 30, 110), "THE BIG INTERVIEW", (250, 220, 60)),
+            overlay_from=1.7,
+            overlay_until=3.1,
+            seed=6,
+        ),
+        render(
+            "green banner on a green shirt, from 0.6 s",
+            shirt=(62, 112, 66),
+            overlay=_banner((60, 400, 330, 40), (60, 110, 72), "DR. A. KHAN, SURGEON", (255, 255, 255)),
+            overlay_from=0.6,
+            seed=7,
+        ),
+        render(
+            "slogan on a moving shirt",
+            shirt=(40, 60, 120),
+            foreground_t=_shirt_text("VOTE!", (250, 250, 250)),
+            seed=8,
+        ),
     ]
+
+
+def held_out_cases() -> list[Case]:
+    """Written after the rule was frozen, measured once (see README)."""
+    return []
 
 
 @dataclass(frozen=True)

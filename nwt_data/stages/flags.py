@@ -30,8 +30,8 @@ the Haar cascade that ships inside the OpenCV wheel (`cv2.data.haarcascades`):
   `silence_db` dBFS is below `min_voiced`.
 
 The heavy detectors run on sampled frames (faces at `face_fps`, overlay and inset at `sample_fps`,
-OCR at the [mask] `text_fps`); the cheap cut signature runs on every frame, because a cut sits
-between two consecutive frames.
+OCR at the [mask] `text_fps`, more densely where a caption comes or goes); the cheap cut signature
+runs on every frame, because a cut sits between two consecutive frames.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ from rich.console import Console
 
 from nwt_data.catalog import Catalog, Clip
 from nwt_data.config import MaskConfig, RunConfig, default_workers, to_dict
-from nwt_data.curation.overlay import plan_overlays
+from nwt_data.curation.overlay import TextSampler, plan_overlays
 from nwt_data.curation.speech import speech_ratio
-from nwt_data.curation.text import text_boxes
 from nwt_data.errors import ConfigError, MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames_with_thumbs
 from nwt_data.runner import Selection, Stage, run_stage
@@ -545,8 +544,8 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
     graphic = config.overlay and config.mask.overlay_rule == "graphic"
     sample_times: list[float] = []
     grays: list[np.ndarray] = []
-    text: list[tuple[float, list[tuple[int, int, int, int]]]] = []
-    last_text = last_face = -1
+    text = TextSampler(window.trim_start, config.mask.text_fps)
+    last_face = -1
     # At most one face sample per 1/face_fps slot of the kept window.
     face_slots = math.floor((window.trim_end - window.trim_start) * config.face_fps - 1e-6) + 1
     try:
@@ -568,10 +567,7 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
             if graphic:
                 sample_times.append(t)
                 grays.append(gray)
-                text_slot = math.floor((t - window.trim_start) * config.mask.text_fps + 1e-6)
-                if config.mask.text_fps > 0 and text_slot > last_text:
-                    last_text = text_slot
-                    text.append((t, text_boxes(np.ascontiguousarray(rgb))))
+                text.add(t, rgb)
             elif config.overlay:
                 overlays += overlay_found(gray, rule)
                 if config.inset:
@@ -602,7 +598,9 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
         insets=tuple(insets),
         voiced_share=float((levels >= config.silence_db).mean()),
         loudest_db=float(levels.max()),
-        graphic=tuple(b.box for b in plan_overlays(sample_times, grays, text).boxes) if graphic else None,
+        graphic=tuple(b.box for b in plan_overlays(sample_times, grays, text.result()).boxes)
+        if graphic
+        else None,
         face_heights=tuple(round(h, 4) for h in heights),
         speech_ratio=round(speech, 4),
     )
