@@ -288,9 +288,43 @@ def development_cases() -> list[Case]:
     ]
 
 
+def _desk_with_logo(img: np.ndarray) -> None:
+    """A pale desk along the bottom with the show's name printed on its front (part of the set)."""
+    img[440:] = (205, 200, 190)
+    img[440:444] = (150, 140, 130)  # the desk's edge
+    _text(img, "MORNING DESK", (150, 490), (60, 40, 120), 0.8)
+
+
 def held_out_cases() -> list[Case]:
-    """Written after the rule was frozen, measured once (see README)."""
-    return []
+    """Written after the rule of commit 02430c7 was frozen, committed before they were first
+    measured, and measured once (README, `nwt-data mask`): overlays of the kinds the rule was
+    extended for, in colours, places and timings not developed on, and one set with a printed name."""
+    return [
+        render(
+            "yellow strip flush with the bottom, from 2.6 s",
+            seconds=5.0,
+            overlay=_banner((0, 470, WIDTH, 42), (235, 200, 40), "prices rose again in March", (10, 10, 10)),
+            overlay_from=2.6,
+            seed=11,
+        ),
+        render(
+            "white title card, top right, 0.4-2.2 s",
+            seconds=5.0,
+            overlay=_banner((200, 20, 236, 60), (245, 245, 245), "EXCLUSIVE", (20, 20, 60)),
+            overlay_from=0.4,
+            overlay_until=2.2,
+            seed=12,
+        ),
+        render(
+            "purple banner on a purple shirt, right edge, from 1.4 s",
+            seconds=6.0,
+            shirt=(112, 58, 138),
+            overlay=_banner((140, 390, 308, 42), (110, 60, 140), "PROF. M. ORTIZ", (255, 255, 255)),
+            overlay_from=1.4,
+            seed=13,
+        ),
+        render("desk with the show's name on it", seconds=5.0, foreground=_desk_with_logo, seed=14),
+    ]
 
 
 @dataclass(frozen=True)
