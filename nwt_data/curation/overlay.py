@@ -15,12 +15,16 @@ only what behaves like a graphic laid over the picture:
 - text: a static, wide text line found by the OCR text detector (`nwt_data.curation.text`) in a
   caption band (the bottom 40% or top 20%) is a caption or a lower third; it also lets a bright box
   through with a looser shape test, and a box with no inner vertical side (a full-width banner) needs it;
+  OCR runs more densely where a caption comes or goes (`TextSampler`);
 - a banner under such text that merges with a subject of its colour (a white lower third over a white
-  shirt) is what keeps that colour in every sample while the subject moves (`static_banner`).
+  shirt) is what keeps that colour in every sample while the subject moves (`static_banner`); one
+  whose lower edge is never seen reaches as far below the text as its top edge is above it.
 
 A box needs at least one inner horizontal and one inner vertical side (a full-height strip is a wall,
-a full-width band is a desk) unless text is inside it. Everything is measured on frames scaled to
-ANALYSIS_HEIGHT rows, so the thresholds are in shares of the crop, the same for any source size.
+a full-width band is a desk) unless text is inside it and it comes or goes within the clip: text on a
+full-width band that stays the whole clip is the set's (a name printed on a desk), not a caption.
+Everything is measured on frames scaled to ANALYSIS_HEIGHT rows, so the thresholds are in shares of
+the crop, the same for any source size.
 """
 
 from __future__ import annotations
@@ -292,6 +296,9 @@ def plan_overlays(
         )
         if banner != c.median():
             c.boxes = [banner if b is not None else None for b in c.boxes]
+    # Text on a band as wide as the frame that never comes or goes is the set's (a name printed on
+    # a desk); a caption strip of that width is one only when it comes or goes in the clip.
+    captions = [c for c in captions if not (_full_width(c.median(), width) and all(c.boxes))]
 
     # Static boxes of straight sharp lines (insets), seen per sample where their lines are.
     edges = EdgeAccumulator()
@@ -325,8 +332,8 @@ def plan_overlays(
                 continue
             if kind == "banner" and not track.text_inside:
                 continue
-            if not (horizontal and vertical) and not track.text_inside:
-                continue
+            if not (horizontal and vertical) and not (track.text_inside and not all(present)):
+                continue  # a wall or a desk, with a logo or not: only a band that comes or goes
             planned.append(PlannedBox(_scale_out(med, s, crop_w, crop_h), kind, spans(times, present)))
     for c in captions:
         med = c.median()
@@ -342,6 +349,10 @@ def plan_overlays(
         if not any(inside(p.box, k.box, slack=round(3 / s)) for k in kept):
             kept.append(p)
     return OverlayPlan(tuple(kept))
+
+
+def _full_width(box: Box, width: int) -> bool:
+    return box[0] <= 1 and box[0] + box[2] >= width - 1
 
 
 def grow_banner(gray: np.ndarray, box: Box, rule: GraphicRule, uniform: float = 12.0) -> Box:
