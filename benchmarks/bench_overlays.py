@@ -7,10 +7,11 @@ Columns: frames with a false box (painted more than 0.2% of the frame outside th
 the mean share of the frame painted outside them; frames with an overlay whose area is at least 90%
 painted. Real clips: only vexpress_case10 has an overlay (its inset, bottom left, whole clip). Also
 the graphic rule's CPU seconds per clip-second (sampling, OCR and planning; decoding not counted).
-Three sets are totalled apart: the issue's evaluation set (the real clips and `cases`), the
-development cases (`development_cases`: the banners held out at the last stop and the cases the rule
-was then extended on), and the held-out cases (`held_out_cases`), written after the rule was frozen
-and never tuned on. `--only development` (or `held-out`, `evaluation`) runs one set.
+The sets are totalled apart: the issue's evaluation set (the real clips and `cases`), the
+development cases (`development_cases`: the banners held out at the last stop and the cases the
+rule was then extended on), and the held-out cases (`held_out_cases`: overlays;
+`held_out_cases_2`: overlay-free set pieces), each written after the rule was frozen and measured
+once before any change. `--only development` (or `evaluation`, `held-out`, `held-out-2`) runs one.
 Run with `python benchmarks/bench_overlays.py`.
 """
 
@@ -28,7 +29,14 @@ from rich.table import Table
 
 from nwt_data.config import MaskConfig
 from nwt_data.curation.overlay import plan_overlays, sample_clip
-from nwt_data.curation.synthetic import Case, cases, development_cases, held_out_cases, score
+from nwt_data.curation.synthetic import (
+    Case,
+    cases,
+    development_cases,
+    held_out_cases,
+    held_out_cases_2,
+    score,
+)
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -73,7 +81,8 @@ def measure(case: Case, config: MaskConfig) -> tuple[dict[str, object], float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("evaluation", "development", "held-out"), help="run one set")
+    sets = ("evaluation", "development", "held-out", "held-out-2")
+    parser.add_argument("--only", choices=sets, help="run one set")
     args = parser.parse_args(argv)
     config = MaskConfig(workers=1)
     table = Table(title="overlay rules: false boxes on overlay-free content, overlay frames masked")
@@ -85,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     totals: dict[tuple[str, str], list[int]] = {}
     cpu, seconds = 0.0, 0.0
     groups = [("generated", "evaluation", cases), ("development", "development", development_cases),
-              ("held out", "held-out", held_out_cases)]  # fmt: skip
+              ("held out", "held-out", held_out_cases),
+              ("held out 2", "held-out-2", held_out_cases_2)]  # fmt: skip
     if SHARED_MEDIA.is_dir():
         groups.insert(0, ("shared/media", "evaluation", real_cases))
     for source, total, make in groups:

@@ -299,6 +299,38 @@ def _desk_with_logo(img: np.ndarray) -> None:
     _text(img, "MORNING DESK", (150, 490), (60, 40, 120), 0.8)
 
 
+def _wall_sign(img: np.ndarray) -> None:
+    """The show's name on a dark sign hung on the back wall, above the speaker (part of the set)."""
+    img[12:62, 90:360] = (30, 30, 40)
+    _text(img, "THE LATE HOUR", (105, 48), (220, 190, 90), 0.9)
+
+
+def _window(img: np.ndarray) -> None:
+    """A bright window in the back wall at the right, with a frame and a cross bar."""
+    img[90:290, 360:440] = (235, 238, 240)
+    img[186:194, 360:440] = (90, 80, 70)
+    img[90:290, 396:402] = (90, 80, 70)
+
+
+def _held_sheet(img: np.ndarray, t: float) -> None:
+    """A sheet of paper with a headline, held up and moving with the speaker's hands."""
+    x = int(WIDTH * (0.3 + 0.06 * np.sin(2.1 * t + 0.5)))
+    y = int(HEIGHT * (0.74 + 0.02 * np.sin(3.0 * t)))
+    img[y : y + 70, x : x + 170] = (240, 240, 235)
+    _text(img, "TAX PLAN", (x + 12, y + 45), (20, 20, 20), 0.9)
+
+
+def held_out_cases_2() -> list[Case]:
+    """Overlay-free set pieces written after the rule of commit 7856fe5 was frozen, committed before
+    they were first measured, and measured once: the show's name on a sign on the back wall, a
+    bright window at the right, a sheet with a headline held up by the speaker."""
+    return [
+        render("sign with the show's name on the back wall", seconds=5.0, background=_wall_sign, seed=21),
+        render("bright window at the right", seconds=5.0, background=_window, seed=22),
+        render("sheet with a headline held up", seconds=5.0, foreground_t=_held_sheet, seed=23),
+    ]
+
+
 def held_out_cases() -> list[Case]:
     """Written after the rule of commit 02430c7 was frozen, committed before they were first
     measured, and measured once (README, `nwt-data mask`): overlays of the kinds the rule was
