@@ -26,8 +26,8 @@ import torch
 
 from nwt_train.audio_path import split_samples
 from nwt_train.config import tiny
+from nwt_train.data import read_video
 from nwt_train.eval_dvae import load_dvae
-from nwt_train.generate import read_video
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.train_dvae import fit_frames, train_dvae
 

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from nwt_data.audio import SAMPLE_RATE, VIDEO_FPS, to_model_rate
 from nwt_data.synthetic import MOUTH_REGION, frame_loudness, lip_follow, mouth_openness
-from nwt_train.data import MEL_PER_FRAME, Dataset
-from nwt_train.generate import GenerateConfig, generate, load_prior, read_audio, read_video
+from nwt_train.data import MEL_PER_FRAME, Dataset, read_video
+from nwt_train.generate import GenerateConfig, generate, load_prior, read_audio
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, in_time_chunks
 from nwt_train.train_dvae import fit_frames

@@ -13,19 +13,21 @@ import pickle
 import random
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from nwt_data.errors import NwtError
-from nwt_train.errors import RunMismatch
+from nwt_train.errors import MissingInput, RunMismatch
 
 __all__ = ["RunMismatch"]
 
 LATEST = "latest.pt"
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 class CheckpointError(NwtError):
@@ -112,6 +114,26 @@ def load(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(saved, dict) or not {"step", "config"} <= saved.keys():
         raise CheckpointError(f"{path} is not an nwt checkpoint (no step and config in it)", hint)
     return saved
+
+
+def load_model(
+    run_dir: Path, part: str, name: str, build: Callable[[dict[str, Any]], M]
+) -> tuple[M, dict[str, Any]]:
+    """A finished run's model in eval mode, and its checkpoint: build(the saved model config) given the
+    weights saved under `part` ('dvae' or 'prior', also the `nwt-train` command that trains it)."""
+    saved = load(run_dir)
+    if saved is None:
+        raise MissingInput(f"no checkpoint in {run_dir}: train it with `nwt-train {part} --out {run_dir}`")
+    if part not in saved:
+        raise RunMismatch(f"{run_dir} is not a {name} run (its checkpoint holds no {name} weights)")
+    model = build({k: as_tuples(v) for k, v in saved["config"]["model"].items()})
+    model.load_state_dict(saved[part])
+    return model.eval(), saved
+
+
+def as_tuples(value: Any) -> Any:
+    """JSON's lists back into the tuples a config dataclass holds."""
+    return tuple(as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def restore(

@@ -106,6 +106,23 @@ class Dataset:
         return len(self.description["episodes"])
 
 
+def read_video(path: Path | bytes) -> np.ndarray:
+    """Every frame of a video file (or of an MP4's bytes, e.g. a shard member) as uint8 (T, H, W, 3)."""
+    import av
+
+    source = io.BytesIO(path) if isinstance(path, bytes) else str(path)
+    if isinstance(path, bytes):
+        path = Path("<video bytes>")
+    try:
+        with av.open(source) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.FFmpegError, IndexError) as err:
+        raise DataError(f"cannot read video from {path}: {err}") from None
+    if not frames:
+        raise DataError(f"{path} holds no video frames")
+    return np.stack(frames)
+
+
 def decode_video_window(data: bytes, start: int, frames: int) -> np.ndarray:
     """Frames start..start+frames-1 of an MP4 as uint8 (frames, H, W, 3), seeking to the keyframe."""
     import av

@@ -96,7 +96,7 @@ def train_models(config: DemoConfig, shards: Path, runs: Path, console: Console)
 def real_frames(shards: Path, episode: str, count: int) -> np.ndarray:
     """`count` frames, evenly spaced, of the first training clip of `episode` (224x256 RGB)."""
     from nwt_train.audio_path import split_samples
-    from nwt_train.generate import read_video
+    from nwt_train.data import read_video
 
     for sample in split_samples(shards, "train"):
         if json.loads(sample["json"])["episode_id"] == episode:

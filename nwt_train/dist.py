@@ -57,6 +57,16 @@ def setup(device: str = "auto") -> Dist:
     return Dist(rank, world_size, local_rank, chosen)
 
 
+def per_rank_batch(dist: Dist, batch_size: int, accumulate: int) -> int:
+    """Each rank's share of a batch of `batch_size`; it must also split into `accumulate` micro-batches."""
+    if batch_size % (dist.world_size * accumulate):
+        raise TrainConfigError(
+            f"batch_size {batch_size} must divide evenly over {dist.world_size} ranks x "
+            f"accumulate={accumulate} micro-batches"
+        )
+    return batch_size // dist.world_size
+
+
 def wrap(module: torch.nn.Module, dist: Dist) -> torch.nn.Module:
     """Each network is wrapped on its own; every parameter takes part in every step."""
     if not dist.enabled:

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from nwt_train import checkpoint
-from nwt_train.data import Dataset, to_unit_range
-from nwt_train.errors import DataError, MissingInput, RunMismatch
+from nwt_train.data import Dataset, read_video, to_unit_range
+from nwt_train.errors import DataError
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, DVAEConfig, in_time_chunks
 from nwt_train.train_dvae import fit_frames
@@ -104,10 +104,7 @@ def h264_roundtrip(frames: np.ndarray, crf: int, fps: int = 30) -> tuple[int, np
                 packets = stream.encode(frame)
             size += sum(p.size for p in packets)
             container.mux(packets)
-    buffer.seek(0)
-    with av.open(buffer) as container:
-        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return size, np.stack(decoded)
+    return size, read_video(buffer.getvalue())
 
 
 def h264_within(frames: np.ndarray, budget: float) -> tuple[int, int, np.ndarray]:
@@ -139,7 +136,6 @@ def grid_baseline(video: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 def whole_clips(dataset: Dataset, split: str) -> Any:
     """(key, episode, frames uint8 (T, H, W, 3)) of every clip of a split, in shard order."""
-    import av
     import webdataset as wds
 
     urls = dataset.shard_urls(split)
@@ -149,25 +145,11 @@ def whole_clips(dataset: Dataset, split: str) -> Any:
         if sample["__key__"] in dataset.excluded:
             continue
         meta = json.loads(sample["json"])
-        with av.open(io.BytesIO(sample["mp4"])) as container:
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-        yield meta["key"], int(meta["episode_index"]), frames
+        yield meta["key"], int(meta["episode_index"]), read_video(sample["mp4"])
 
 
 def load_dvae(run_dir: Path) -> tuple[DVAE, dict[str, Any]]:
-    saved = checkpoint.load(run_dir)
-    if saved is None:
-        raise MissingInput(f"no checkpoint in {run_dir}: train it with `nwt-train dvae --out {run_dir}`")
-    if "dvae" not in saved:
-        raise RunMismatch(f"{run_dir} is not a dVAE run (its checkpoint holds no dVAE weights)")
-    model_config = {k: as_tuples(v) for k, v in saved["config"]["model"].items()}
-    model = DVAE(DVAEConfig(**model_config))
-    model.load_state_dict(saved["dvae"])
-    return model.eval(), saved
-
-
-def as_tuples(value: Any) -> Any:
-    return tuple(as_tuples(v) for v in value) if isinstance(value, list) else value
+    return checkpoint.load_model(run_dir, "dvae", "dVAE", lambda config: DVAE(DVAEConfig(**config)))
 
 
 METHODS = {

@@ -26,24 +26,17 @@ import torch
 from nwt_data.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS, mel_spectrogram, to_model_rate
 from nwt_train import checkpoint
 from nwt_train.command_config import GenerateConfig
-from nwt_train.data import MEL_PER_FRAME
+from nwt_train.data import MEL_PER_FRAME, read_video
 from nwt_train.encode import sample_codes, weights_digest
-from nwt_train.errors import DataError, MissingInput, RunMismatch, TrainConfigError
-from nwt_train.eval_dvae import as_tuples, load_dvae
+from nwt_train.errors import DataError, RunMismatch, TrainConfigError
+from nwt_train.eval_dvae import load_dvae
 from nwt_train.metrics import to_uint8_frames
 from nwt_train.models.dvae import DVAE, time_chunks
 from nwt_train.models.prior import Prior, PriorConfig
 
 
 def load_prior(run_dir: Path) -> tuple[Prior, dict[str, Any]]:
-    saved = checkpoint.load(run_dir)
-    if saved is None:
-        raise MissingInput(f"no checkpoint in {run_dir}: train it with `nwt-train prior --out {run_dir}`")
-    if "prior" not in saved:
-        raise RunMismatch(f"{run_dir} is not a prior run (no prior weights in its checkpoint)")
-    model = Prior(PriorConfig(**{k: as_tuples(v) for k, v in saved["config"]["model"].items()}))
-    model.load_state_dict(saved["prior"])
-    return model.eval(), saved
+    return checkpoint.load_model(run_dir, "prior", "prior", lambda config: Prior(PriorConfig(**config)))
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
@@ -77,25 +70,6 @@ def episode_index(episodes: dict[str, int], wanted: str) -> int:
         return int(episodes[wanted])
     known = ", ".join(list(episodes)[:8]) + (" ..." if len(episodes) > 8 else "")
     raise TrainConfigError(f"unknown episode {wanted!r}; the prior knows: {known}")
-
-
-def read_video(path: Path | bytes) -> np.ndarray:
-    """Every frame of a video file (or of an MP4's bytes, e.g. a shard member) as uint8 (T, H, W, 3)."""
-    import io
-
-    import av
-
-    source = io.BytesIO(path) if isinstance(path, bytes) else str(path)
-    if isinstance(path, bytes):
-        path = Path("<video bytes>")
-    try:
-        with av.open(source) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except (av.FFmpegError, IndexError) as err:
-        raise DataError(f"cannot read video from {path}: {err}") from None
-    if not frames:
-        raise DataError(f"{path} holds no video frames")
-    return np.stack(frames)
 
 
 @torch.no_grad()

@@ -25,7 +25,6 @@ from nwt_data.contract import FRAME_HEIGHT, FRAME_WIDTH, VIDEO_FPS
 from nwt_train import checkpoint, dist, losses, runlock, schedules
 from nwt_train.config import DVAETrainConfig, to_json
 from nwt_train.data import Dataset, training_batches
-from nwt_train.errors import TrainConfigError
 from nwt_train.metrics import Logger, side_by_side
 from nwt_train.models.critics import Critics
 from nwt_train.models.dvae import DVAE
@@ -95,12 +94,7 @@ def _train(
     if dataset.num_episodes > config.model.num_episodes:
         model = dataclasses.replace(config.model, num_episodes=dataset.num_episodes)
         config = dataclasses.replace(config, model=model)
-    if config.batch_size % (ctx.world_size * config.accumulate):
-        raise TrainConfigError(
-            f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks x "
-            f"accumulate={config.accumulate} micro-batches"
-        )
-    per_rank = config.batch_size // ctx.world_size
+    per_rank = dist.per_rank_batch(ctx, config.batch_size, config.accumulate)
     autocast = dist.precision(ctx, tf32=config.tf32, bf16=config.bf16)
     fingerprint = dataset_fingerprint(dataset)
 

@@ -22,7 +22,7 @@ from nwt_train import checkpoint, dist, runlock, schedules
 from nwt_train.config import PriorTrainConfig, to_json
 from nwt_train.data import code_window, training_batches
 from nwt_train.encode import open_codes
-from nwt_train.errors import Diverged, TrainConfigError
+from nwt_train.errors import Diverged
 from nwt_train.metrics import Logger
 from nwt_train.models.prior import Prior
 from nwt_train.train_dvae import dataset_fingerprint
@@ -107,12 +107,7 @@ def _train(
 ) -> dict[str, float]:
     codes_set = open_codes(data)
     config = fit_to_codes(config, codes_set.description)
-    if config.batch_size % (ctx.world_size * config.accumulate):
-        raise TrainConfigError(
-            f"batch_size {config.batch_size} must divide evenly over {ctx.world_size} ranks x "
-            f"accumulate={config.accumulate} micro-batches"
-        )
-    per_rank = config.batch_size // ctx.world_size
+    per_rank = dist.per_rank_batch(ctx, config.batch_size, config.accumulate)
     autocast = dist.precision(ctx, tf32=config.tf32, bf16=config.bf16)
     fingerprint = dataset_fingerprint(codes_set)
 

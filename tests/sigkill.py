@@ -26,7 +26,7 @@ from typing import Any
 NWT_DATA = [sys.executable, "-c", "from nwt_data.cli.app import main; main()"]
 
 # Columns that differ between two correct runs: when things happened, and how often fetch was tried.
-VOLATILE = {"added_at", "fetched_at", "segmented_at", "reviewed_at", "fetch_attempts"}
+VOLATILE = frozenset({"added_at", "fetched_at", "segmented_at", "reviewed_at", "fetch_attempts"})
 
 
 # --- running and killing nwt-data --------------------------------------------------------------------
@@ -190,14 +190,15 @@ def kill_repeatedly(
 
 
 # --- reading a workspace -------------------------------------------------------------------------------
-def read_table(ws: Path, table: str, order: str) -> list[dict[str, Any]]:
+def read_table(ws: Path, table: str, order: str, volatile: frozenset[str] = VOLATILE) -> list[dict[str, Any]]:
+    """A catalog table's rows in `order`, without the columns that differ between two correct runs."""
     conn = sqlite3.connect(f"file:{ws / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
     finally:
         conn.close()
-    return [{k: row[k] for k in row.keys() if k not in VOLATILE} for row in rows]  # noqa: SIM118
+    return [{k: row[k] for k in row.keys() if k not in volatile} for row in rows]  # noqa: SIM118
 
 
 def read_runs(ws: Path) -> list[dict[str, Any]]:

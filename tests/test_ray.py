@@ -14,9 +14,7 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sigkill import NWT_DATA, count_where, read_table
 
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.slow
 
-NWT_DATA = [sys.executable, "-c", "from nwt_data.cli.app import main; main()"]
 # Columns that differ between two correct runs: when things happened.
-VOLATILE = {"added_at", "fetched_at", "segmented_at", "reviewed_at", "created_at"}
+VOLATILE = frozenset({"added_at", "fetched_at", "segmented_at", "reviewed_at", "created_at"})
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +60,7 @@ def ray_address() -> Iterator[str]:
 
 # --- reading workspaces ------------------------------------------------------------------------------
 def rows(ws: Path, table: str, order: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{ws / 'catalog.sqlite'}?mode=ro", uri=True)
-    try:
-        conn.row_factory = sqlite3.Row
-        found = conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-    finally:
-        conn.close()
-    return [{k: r[k] for k in r.keys() if k not in VOLATILE} for r in found]  # noqa: SIM118
+    return read_table(ws, table, order, volatile=VOLATILE)
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -80,11 +72,7 @@ def hashes(folder: Path) -> dict[str, str]:
 
 
 def done_clips(ws: Path) -> int:
-    conn = sqlite3.connect(f"file:{ws / 'catalog.sqlite'}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM clips WHERE mask_status = 'done'").fetchone()[0])
-    finally:
-        conn.close()
+    return count_where(ws, "SELECT COUNT(*) FROM clips WHERE mask_status = 'done'")
 
 
 def _ok(result: Any) -> None:

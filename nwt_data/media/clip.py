@@ -6,6 +6,7 @@ through these functions, so they all see the same frames and the same audio.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +43,13 @@ class ClipWindow:
         return self.trim_start - 1e-9 <= episode_time < self.trim_end - 1e-9
 
 
-def kept_frames(window: ClipWindow) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (episode time, RGB frame cropped to the box) for every frame in the kept window."""
+def _decoded_kept(window: ClipWindow, *, threaded: bool = True) -> Iterator[tuple[float, Any]]:
+    """(episode time, av.VideoFrame) for every decoded frame of the kept window, in order."""
     import av
 
-    x, y, w, h = window.crop
     with av.open(str(window.path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if threaded else "NONE"
         for frame in container.decode(stream):
             if frame.time is None:
                 continue
@@ -57,7 +57,24 @@ def kept_frames(window: ClipWindow) -> Iterator[tuple[float, np.ndarray]]:
             if t >= window.trim_end - 1e-9:
                 break
             if window.keeps(t):
-                yield t, frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
+                yield t, frame
+
+
+def crop_rgb(frame: Any, crop: tuple[int, int, int, int]) -> np.ndarray:
+    """An av.VideoFrame as RGB, cut to the crop box (x, y, w, h)."""
+    x, y, w, h = crop
+    return frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
+
+
+def _slot(window: ClipWindow, t: float, fps: float) -> int:
+    """Which 1/fps slot of the kept window episode time `t` falls in."""
+    return math.floor((t - window.trim_start) * fps + 1e-6)
+
+
+def kept_frames(window: ClipWindow) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (episode time, RGB frame cropped to the box) for every frame in the kept window."""
+    for t, frame in _decoded_kept(window):
+        yield t, crop_rgb(frame, window.crop)
 
 
 def held_frames(
@@ -76,9 +93,8 @@ def held_frames(
     """
     import av
 
-    x, y, w, h = window.crop
     if convert is None:
-        convert = lambda frame: frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]  # noqa: E731
+        convert = lambda frame: crop_rgb(frame, window.crop)  # noqa: E731
     eps = 1e-6
     with av.open(str(window.path)) as container:
         stream = container.streams.video[0]
@@ -155,25 +171,11 @@ def audio_span(window: ClipWindow, start: float, seconds: float, pad: float = 0.
 def sampled_frames(window: ClipWindow, fps: float) -> Iterator[tuple[float, np.ndarray]]:
     """(episode time, cropped RGB frame) for the first frame of each 1/fps slot of the kept window;
     the other frames are decoded but never converted."""
-    import math
-
-    import av
-
-    x, y, w, h = window.crop
     last = -1
-    with av.open(str(window.path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            t = frame.time + window.clip_offset
-            if t >= window.trim_end - 1e-9:
-                break
-            slot = math.floor((t - window.trim_start) * fps + 1e-6)
-            if window.keeps(t) and slot > last:
-                last = slot
-                yield t, frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
+    for t, frame in _decoded_kept(window):
+        if (slot := _slot(window, t, fps)) > last:
+            last = slot
+            yield t, crop_rgb(frame, window.crop)
 
 
 def small_crop_rgb(frame: Any, crop: tuple[int, int, int, int], thumb: int = 128) -> np.ndarray:
@@ -204,27 +206,11 @@ def kept_frames_with_thumbs(
     """For every frame of the kept window: (episode time, a small RGB picture of the crop about
     `thumb` pixels wide (`small_crop_rgb`), the full-size RGB crop or None). The full crop is
     converted only for the first frame of each 1/fps slot."""
-    import math
-
-    import av
-
-    x, y, w, h = window.crop
     last = -1
-    with av.open(str(window.path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"  # the stage runs a clip per core: threads only add overhead
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            t = frame.time + window.clip_offset
-            if t >= window.trim_end - 1e-9:
-                break
-            if not window.keeps(t):
-                continue
-            small = small_crop_rgb(frame, window.crop, thumb)
-            slot = math.floor((t - window.trim_start) * fps + 1e-6)
-            full = None
-            if slot > last:
-                last = slot
-                full = frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
-            yield t, small, full
+    # The stage runs a clip per core: decoding threads only add overhead.
+    for t, frame in _decoded_kept(window, threaded=False):
+        full = None
+        if (slot := _slot(window, t, fps)) > last:
+            last = slot
+            full = crop_rgb(frame, window.crop)
+        yield t, small_crop_rgb(frame, window.crop, thumb), full

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -61,6 +62,9 @@ ConfigFile = Annotated[
 Overrides = Annotated[
     list[str] | None,
     typer.Option("--set", help="KEY=VALUE override, e.g. steps=1000 or model.heads=4."),
+]
+RunFolder = Annotated[
+    Path, typer.Option("--out", help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")
 ]
 
 
@@ -141,7 +145,20 @@ def lazy_bar(
     return LazyBar(progress, description=name, total=total, **fields)
 
 
+@contextmanager
+def step_bar(
+    name: str, console: Console, steps: int, describe: Callable[[dict[str, float]], str]
+) -> Iterator[Callable[[int, dict[str, float]], None]]:
+    """A training run's bar of `steps`: yields the `progress` callback that moves it to a step and
+    shows describe(values) beside it."""
+    with lazy_bar(name, console, total=steps, info="") as bar:
+        yield lambda step, values: bar.update(completed=step, info=describe(values))
+
+
 def print_last(title: str, last: dict[str, float], console: Console, skip: str) -> None:
+    """A run's last values as a table (on rank 0 alone), leaving out keys that start with `skip`."""
+    if not is_main_rank():
+        return
     table = Table(title=title, header_style="bold")
     table.add_column("value")
     table.add_column("last", justify="right")

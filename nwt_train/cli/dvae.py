@@ -11,19 +11,27 @@ from rich.console import Console
 from nwt_train.cli.common import (
     ConfigFile,
     Overrides,
+    RunFolder,
     build_config,
     choose,
-    is_main_rank,
-    lazy_bar,
     print_last,
     report_errors,
+    step_bar,
 )
+
+
+def _describe(values: dict[str, float]) -> str:
+    return (
+        f"recon {values['loss/recon']:.4f} critic {values['critic/loss']:.3f} "
+        f"perplexity {values['memcodes/argmax_perplexity_mean']:.2f} "
+        f"{values['speed/clips_per_s']:.1f} clips/s"
+    )
 
 
 @report_errors
 def dvae(
     data: Annotated[Path, typer.Option(help="The shards folder (with dataset.json) of `nwt-data shard`.")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
+    out: RunFolder,
     preset: Annotated[
         Literal["paper", "tiny", "tiny-real"],
         typer.Option(help="paper (Table 4, C.2.1), tiny (CPU-sized), tiny-real (tiny, for real clips)."),
@@ -44,21 +52,12 @@ def dvae(
 
     console = Console()
     config = build_config(PRESETS[choose("preset", preset, PRESETS)], config_file, overrides)
-    with lazy_bar("dvae", console, total=config.steps, info="") as bar:
 
-        def show(step: int, values: dict[str, float]) -> None:
-            info = (
-                f"recon {values['loss/recon']:.4f} critic {values['critic/loss']:.3f} "
-                f"perplexity {values['memcodes/argmax_perplexity_mean']:.2f} "
-                f"{values['speed/clips_per_s']:.1f} clips/s"
-            )
-            bar.update(completed=step, info=info)
+    def warn(message: str) -> None:  # a collapsed Memcode head: loud, above the bar
+        console.print(f"[bold red]{message}[/]", highlight=False)
 
-        def warn(message: str) -> None:  # a collapsed Memcode head: loud, above the bar
-            console.print(f"[bold red]{message}[/]", highlight=False)
-
+    with step_bar("dvae", console, config.steps, _describe) as show:
         last = train_dvae(config, data, out, progress=show, warn=warn)
-    if is_main_rank():
-        # Per-head and per-critic figures stay in TensorBoard; the table keeps the means.
-        shown = {k: v for k, v in last.items() if "_head" not in k and k.count("/") < 2}
-        print_last(f"dvae: {out}", shown, console, skip="schedule/")
+    # Per-head and per-critic figures stay in TensorBoard; the table keeps the means.
+    shown = {k: v for k, v in last.items() if "_head" not in k and k.count("/") < 2}
+    print_last(f"dvae: {out}", shown, console, skip="schedule/")

@@ -11,13 +11,20 @@ from rich.console import Console
 from nwt_train.cli.common import (
     ConfigFile,
     Overrides,
+    RunFolder,
     build_config,
     choose,
-    is_main_rank,
-    lazy_bar,
     print_last,
     report_errors,
+    step_bar,
 )
+
+
+def _describe(values: dict[str, float]) -> str:
+    return (
+        f"ce {values['loss/ce']:.3f} (uniform {values['ce/uniform']:.3f}) "
+        f"kl {values['loss/kl']:.2f} {values['speed/clips_per_s']:.1f} clips/s"
+    )
 
 
 @report_errors
@@ -25,7 +32,7 @@ def prior(
     data: Annotated[
         Path, typer.Option(help="The Memcode shards folder (with codes.json) of `nwt-train encode`.")
     ],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, config.json. Resumes.")],
+    out: RunFolder,
     arch: Annotated[
         Literal["far", "mar"], typer.Option(help="far (a frame per step) or mar (a Memcode per step).")
     ] = "far",
@@ -49,15 +56,6 @@ def prior(
     factory = PRIOR_PRESETS[choose("preset", preset, PRIOR_PRESETS)]
     choose("arch", arch, ("far", "mar"))
     config = build_config(lambda: factory(arch), config_file, overrides)
-    with lazy_bar(arch, console, total=config.steps, info="") as bar:
-
-        def show(step: int, values: dict[str, float]) -> None:
-            info = (
-                f"ce {values['loss/ce']:.3f} (uniform {values['ce/uniform']:.3f}) "
-                f"kl {values['loss/kl']:.2f} {values['speed/clips_per_s']:.1f} clips/s"
-            )
-            bar.update(completed=step, info=info)
-
+    with step_bar(arch, console, config.steps, _describe) as show:
         last = train_prior(config, data, out, progress=show)
-    if is_main_rank():
-        print_last(f"prior ({arch}): {out}", last, console, skip="ce/head")
+    print_last(f"prior ({arch}): {out}", last, console, skip="ce/head")
