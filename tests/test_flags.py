@@ -398,3 +398,24 @@ def test_flags_on_real_clips_match_the_known_answers(tmp_path: Path, shared_medi
                 wrong.append(f"{clip['clip_id']}: {name} raised")
     print("\n".join(lines))
     assert not wrong, "\n".join([*wrong, *lines])
+
+
+def test_sample_rgb_converts_the_crop_alone_as_the_whole_frame_would() -> None:
+    import av
+
+    from nwt_data.media.clip import sample_rgb
+
+    # A smooth colour picture as yuv420p (chroma is repeated by sample_rgb, interpolated by swscale,
+    # and the two round differently: a few levels apart), cut at odd and even places.
+    yy, xx = np.mgrid[0:96, 0:128].astype(np.float32)
+    rgb = np.stack([40 + xx, 60 + yy, 200 - xx / 2], axis=2).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    whole = frame.to_ndarray(format="rgb24")
+    for x, y, w, h in ((3, 5, 31, 27), (0, 0, 128, 96), (97, 69, 31, 27), (10, 10, 40, 40)):
+        part = sample_rgb(frame, (x, y, w, h))
+        assert part.shape == (h, w, 3)
+        diff = np.abs(part.astype(int) - whole[y : y + h, x : x + w])
+        assert diff.max() <= 3 and diff.mean() < 1.5
+    # Other pixel formats: converted whole, then cut (the same bytes).
+    rgb_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    assert np.array_equal(sample_rgb(rgb_frame, (3, 5, 31, 27)), rgb[5:32, 3:34])

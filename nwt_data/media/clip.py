@@ -66,6 +66,35 @@ def crop_rgb(frame: Any, crop: tuple[int, int, int, int]) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
 
 
+def sample_rgb(frame: Any, crop: tuple[int, int, int, int]) -> np.ndarray:
+    """The RGB picture of a frame's crop box for the detectors (`crop_rgb` converts the whole frame).
+    A 4:2:0 frame's planes are cut to the box (widened to even rows and columns, so the chroma grid
+    stays aligned) and only that is converted, by OpenCV (BT.601, limited range, as swscale's
+    default; chroma repeated, not interpolated, and rounded differently: a few levels from
+    `crop_rgb` on smooth colour, more along sharp colour edges), at a third of the cost for a 720p
+    frame; other formats go through `crop_rgb`. The flag stage and mask's overlay plan both read
+    their samples through it, so the flag sees what mask will paint."""
+    import cv2
+
+    x, y, w, h = crop
+    x0, y0 = x - x % 2, y - y % 2
+    x1, y1 = x + w + (x + w) % 2, y + h + (y + h) % 2
+    if frame.format.name != "yuv420p" or x1 > frame.width or y1 > frame.height:
+        return crop_rgb(frame, crop)
+    cw, ch = x1 - x0, y1 - y0
+    # I420: the Y plane, then U and V, each packed one after the other.
+    i420 = np.empty(cw * ch * 3 // 2, np.uint8)
+    start = 0
+    for i, (px, py, pw, ph) in enumerate(((x0, y0, cw, ch), *[(x0 // 2, y0 // 2, cw // 2, ch // 2)] * 2)):
+        plane = frame.planes[i]
+        full = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        i420[start : start + pw * ph].reshape(ph, pw)[:] = full[py : py + ph, px : px + pw]
+        start += pw * ph
+    i420 = i420.reshape(ch * 3 // 2, cw)
+    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+    return rgb[y - y0 : y - y0 + h, x - x0 : x - x0 + w]
+
+
 def _slot(window: ClipWindow, t: float, fps: float) -> int:
     """Which 1/fps slot of the kept window episode time `t` falls in."""
     return math.floor((t - window.trim_start) * fps + 1e-6)
@@ -175,7 +204,7 @@ def sampled_frames(window: ClipWindow, fps: float) -> Iterator[tuple[float, np.n
     for t, frame in _decoded_kept(window):
         if (slot := _slot(window, t, fps)) > last:
             last = slot
-            yield t, crop_rgb(frame, window.crop)
+            yield t, sample_rgb(frame, window.crop)
 
 
 def small_crop_rgb(frame: Any, crop: tuple[int, int, int, int], thumb: int = 128) -> np.ndarray:
@@ -212,5 +241,5 @@ def kept_frames_with_thumbs(
         full = None
         if (slot := _slot(window, t, fps)) > last:
             last = slot
-            full = crop_rgb(frame, window.crop)
+            full = sample_rgb(frame, window.crop)
         yield t, small_crop_rgb(frame, window.crop, thumb), full

@@ -236,6 +236,10 @@ def count_faces(gray: np.ndarray, *, min_face: float = 0.08, neighbors: int = 5)
 
 # --- cuts (pure) -----------------------------------------------------------------------------
 SIGNATURE_SIZE = 32
+# Width of the picture a signature is made from, taken from every k-th pixel of the planes: twice the
+# signature's, so the area scaling to 32x32 still averages 2x2 pixels. Measured on a 623x712 crop of
+# the generated 720p episode: 0.16 ms a frame, against 0.45 ms from 128 pixels (every frame pays it).
+SIGNATURE_THUMB = 64
 HIST_BINS = (8, 4, 4)  # hue, saturation, value
 FLAT = 1.0  # gray levels: a thumbnail with less spread than this has no structure to compare
 
@@ -550,7 +554,7 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
     face_slots = math.floor((window.trim_end - window.trim_start) * config.face_fps - 1e-6) + 1
     try:
         # The first frame of each 1/sample_fps slot of the kept window is sampled (`rgb` not None).
-        for t, small, rgb in kept_frames_with_thumbs(window, config.sample_fps):
+        for t, small, rgb in kept_frames_with_thumbs(window, config.sample_fps, SIGNATURE_THUMB):
             times.append(t)
             signatures.append(frame_signature(small))
             if rgb is None:
