@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from nwt_train.cli.app import app
 from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
 from nwt_train.mnist.data import MnistDataError, load_mnist, write_idx
-from nwt_train.mnist.study import hamming_nearest, hamming_neighbours
+from nwt_train.mnist.study import code_majority_accuracy, hamming_nearest, hamming_neighbours
 
 REAL_MNIST = Path("/work/shared/mnist")
 
@@ -87,6 +87,14 @@ def test_study_end_to_end_through_the_command(fake_mnist: Path, tmp_path: Path) 
         assert f"| {name} |" in table
     assert "| 83.0 |" in table and "| 94.7 |" in table
     assert "lowest training-set index" in table
+    # Every row of both tables has as many cells as its header (a 5-column header once sat over 6 cells).
+    tables = [[row for row in block.splitlines() if row.startswith("|")] for block in table.split("\n\n")]
+    tables = [rows for rows in tables if rows]
+    assert len(tables) == 2
+    for rows in tables:
+        assert all(row.count("|") == rows[0].count("|") for row in rows), rows
+    assert "| a2-gen | 11 x 2 | adv | relative | 0 |" in table
+    assert "| a2-class | 11 x 2 | class | paper | 1000 |" in table
     for name in EXPERIMENTS:
         assert (out / "models" / f"{name}.pt").is_file()
 
@@ -182,3 +190,26 @@ def test_steps_default_per_experiment() -> None:
     config = StudyConfig(data="d", out="o")
     assert config.steps_of("a1-occupancy") == 6000 and config.steps_of("a2-class") == 3000
     assert StudyConfig(data="d", out="o", steps=5).steps_of("a1-occupancy") == 5
+
+
+def test_each_experiment_takes_its_own_settings_unless_given() -> None:
+    config = StudyConfig(data="d", out="o")
+    assert config.setting("a2-gen", "feature_matching") == "relative"
+    assert config.setting("a2-class", "feature_matching") == "paper"
+    assert config.setting("a2-class", "critic_warmup") == 1000
+    assert config.setting("a2-gen", "critic_warmup") == 0
+    given = StudyConfig(data="d", out="o", feature_matching="paper", critic_warmup=5)
+    assert given.setting("a2-gen", "feature_matching") == "paper"
+    assert given.setting("a2-class", "critic_warmup") == 5
+    with pytest.raises(ValueError, match="feature_matching must be paper or relative"):
+        StudyConfig(data="d", out="o", feature_matching="pixels")
+    with pytest.raises(ValueError, match="critic_warmup must be an integer >= 0"):
+        StudyConfig(data="d", out="o", critic_warmup=-1)
+
+
+def test_code_majority_accuracy_votes_each_code_and_counts_unseen_codes_wrong() -> None:
+    train = torch.tensor([[0, 0], [0, 0], [0, 0], [1, 1], [1, 0]])
+    train_labels = torch.tensor([3, 3, 5, 2, 7])
+    test = torch.tensor([[0, 0], [1, 1], [0, 1], [1, 0]])
+    # [0,0] votes 3 (right), [1,1] votes 2 (wrong), [0,1] has no training image (wrong), [1,0] votes 7.
+    assert code_majority_accuracy(train, train_labels, test, torch.tensor([3, 1, 3, 7])) == 0.5

@@ -25,6 +25,7 @@ from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
 
 # Typer lists the choices of an Enum (a list of Literals it cannot parse).
 Experiment = enum.Enum("Experiment", [(name, name) for name in EXPERIMENTS], type=str)  # type: ignore[misc]
+FeatureMatching = enum.Enum("FeatureMatching", [(n, n) for n in ("paper", "relative")], type=str)  # type: ignore[misc]
 
 
 @report_errors
@@ -40,6 +41,10 @@ def mnist_study(
     batch_size: Annotated[int | None, config_option(StudyConfig, "batch_size", min=1)] = None,
     lr: Annotated[float | None, config_option(StudyConfig, "lr")] = None,
     seed: Annotated[int | None, config_option(StudyConfig, "seed")] = None,
+    feature_matching: Annotated[
+        FeatureMatching | None, config_option(StudyConfig, "feature_matching")
+    ] = None,
+    class_weight: Annotated[float | None, config_option(StudyConfig, "class_weight", min=0)] = None,
     critic_warmup: Annotated[int | None, config_option(StudyConfig, "critic_warmup", min=0)] = None,
     classifier_steps: Annotated[int | None, config_option(StudyConfig, "classifier_steps", min=0)] = None,
     threads: Annotated[int | None, config_option(StudyConfig, "threads", min=0)] = None,
@@ -59,7 +64,9 @@ def mnist_study(
     console = Console()
     chosen = tuple(e.value for e in experiment) if experiment else None
     options = given(experiments=chosen, steps=steps, train_size=train_size, test_size=test_size,
-                    batch_size=batch_size, lr=lr, seed=seed, critic_warmup=critic_warmup,
+                    batch_size=batch_size, lr=lr, seed=seed, class_weight=class_weight,
+                    feature_matching=feature_matching.value if feature_matching else None,
+                    critic_warmup=critic_warmup,
                     classifier_steps=classifier_steps, threads=threads, verify_md5=verify_md5)  # fmt: skip
     config = make_config(lambda: StudyConfig(data=str(data), out=str(out), **options))
     data_tensors = prepare(config)  # data errors surface before any progress bar is drawn

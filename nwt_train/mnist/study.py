@@ -100,6 +100,7 @@ def train_model(
     last: dict[str, float] = {}
     start = time.perf_counter()
     report_every = max(1, steps // 100)
+    feature_scale = config.setting(experiment, "feature_matching")
 
     def critic_update(x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
         """Eq. 9 (+ the digit cross entropy for dVAE-Class) on real x and a detached reconstruction."""
@@ -134,7 +135,7 @@ def train_model(
         critic.eval()
     elif critic is not None:
         # Critic warm-up: the critic learns features of real digits before the codes start to settle.
-        for _ in range(config.critic_warmup):
+        for _ in range(config.setting(experiment, "critic_warmup")):
             x, y = draw()
             with torch.no_grad():
                 fake = model(x)[0]
@@ -157,7 +158,7 @@ def train_model(
             # Feature matching on the frozen classifier's penultimate layer, plus the KL (no L_gan).
             with torch.no_grad():
                 target = critic(x)[1][-1]
-            recon = losses.feature_matching_loss([[target]], [[critic(reconstruction)[1][-1]]])
+            recon = losses.feature_matching_loss([[target]], [[critic(reconstruction)[1][-1]]], feature_scale)
             kl = losses.kl_to_uniform(logits)
             loss = recon + beta_norm * kl
             values |= {"recon": recon.item(), "kl": kl.item()}
@@ -179,6 +180,7 @@ def train_model(
                 logits,
                 beta_norm=beta_norm,
                 gamma=config.gamma,
+                feature_scale=feature_scale,
             )
             critic.requires_grad_(True)
             loss = terms["loss"]
@@ -228,6 +230,21 @@ def hamming_nearest(
     if not indices:
         return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
     return torch.cat(indices), torch.cat(distances)
+
+
+def code_majority_accuracy(
+    train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor, test_labels: torch.Tensor
+) -> float:
+    """Share of test images whose exact code's most common training label (ties: the lower label) is theirs;
+    a test code no training image has counts as wrong."""
+    distinct, inverse = torch.unique(torch.cat([train_codes, test_codes]), dim=0, return_inverse=True)
+    train_id, test_id = inverse[: len(train_codes)], inverse[len(train_codes) :]
+    counts = torch.zeros(len(distinct), 10, dtype=torch.long)
+    counts.index_put_((train_id, train_labels.long()), torch.ones_like(train_id), accumulate=True)
+    majority = counts.argmax(1)  # the first maximum: the lower label on ties
+    seen = counts.sum(1) > 0
+    right = (majority[test_id] == test_labels.long()) & seen[test_id]
+    return float(right.float().mean()) if len(test_codes) else 0.0
 
 
 def hamming_neighbours(train_codes: torch.Tensor, query_codes: torch.Tensor, k: int) -> torch.Tensor:
@@ -324,6 +341,10 @@ def run_a2(
         "mean_nn_distance_heads": float(distance.float().mean()),
         "distinct_train_codes": int(torch.unique(train_codes, dim=0).shape[0]),
         "possible_codes": config.a2_codebook**config.a2_heads,
+        # Not the paper's metric: each code votes its training images' most common digit. It bounds what
+        # a different tie-break could reach and shows how pure the codes are.
+        "code_majority_accuracy_pct": 100
+        * code_majority_accuracy(train_codes, data["train_labels"], test_codes, data["test_labels"]),
     }
     if trained.critic is not None and trained.critic.classifier is not None:
         with torch.no_grad():
@@ -386,6 +407,8 @@ def run_study(
         results[experiment] = result | {
             "seed": config.seed_of(experiment),
             "steps": config.steps_of(experiment),
+            "critic_warmup": config.setting(experiment, "critic_warmup"),
+            "feature_matching": config.setting(experiment, "feature_matching"),
             "loss": LOSS_KIND[experiment],
             "heads": config.net(experiment).heads,
             "codebook": config.net(experiment).codebook_size,
@@ -451,13 +474,15 @@ def results_markdown(report: dict[str, Any]) -> str:
     lines += [f"| {e} | {m} | {o} | {p} |" for e, m, o, p in result_rows(report)]
     lines += [
         "",
-        "| experiment | heads x codebook | loss | steps | train time (s) | figures |",
-        "|---|---|---|---:|---:|---|",
+        "| experiment | heads x codebook | loss | feature matching | critic warm-up | steps | train time (s) "
+        "| figures |",
+        "|---|---|---|---|---:|---:|---:|---|",
     ]
     for experiment, result in report["results"].items():
         links = ", ".join(f"[{f}]({f})" for f in result["figures"])
         lines.append(
             f"| {experiment} | {result['heads']} x {result['codebook']} | {result['loss']} | "
+            f"{result['feature_matching']} | {result['critic_warmup']} | "
             f"{result['steps']} | {result['train_seconds']:.0f} | {links} |"
         )
     return "\n".join(lines) + "\n"
