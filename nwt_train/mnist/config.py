@@ -67,8 +67,8 @@ DEFAULT_STEPS = {"a1-occupancy": 6000, "a1-heads": 3000, "a2-elbo": 3000, "a2-ge
                  "a2-pretrained": 3000}  # fmt: skip
 # Settings an experiment takes when its option is not given, each chosen by a measurement on the full
 # data (Hamming 1-NN / occupancy, seed 0; docs/mnist-study.md). A critic warm-up helps dVAE-Class (88.7%
-# -> 91.2%) and hurts eq. 8 (66.0% -> 49.6%); relative feature matching helps eq. 8 (66.0% -> 73.3%) and
-# costs a1-occupancy (78.3% -> 72.3%) and dVAE-Class (91.2% -> 90.6%).
+# -> 91.1%) and hurts eq. 8 (66.0% -> 49.6%); relative feature matching helps eq. 8 (66.0% -> 73.3%) and
+# costs a1-occupancy (78.3% -> 72.3%) and dVAE-Class (91.1% -> 90.6%).
 OWN_SETTINGS: dict[str, dict[str, Any]] = {
     "a2-gen": {"feature_matching": "relative"},
     "a2-class": {"critic_warmup": 1000},
@@ -121,7 +121,7 @@ class StudyConfig:
     (unset: each experiment's own, relative for a2-gen and paper for the others)."""
     class_weight: float = 30.0
     """Weight of the dVAE-Class critic's digit cross entropy added to eq. 9 (the paper gives none; at 1
-    the penultimate layer mostly serves the WGAN score: Hamming 1-NN 78.6% against 91.2% at 30,
+    the penultimate layer mostly serves the WGAN score: Hamming 1-NN 78.6% against 91.1% at 30,
     docs/mnist-study.md)."""
     critic_warmup: int | None = None
     """Critic updates (eq. 9, + the digit cross entropy for dVAE-Class) before the generator's first
