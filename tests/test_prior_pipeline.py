@@ -6,6 +6,7 @@ import io
 import json
 import math
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,17 @@ SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 def _invoke(*args: str) -> object:
     result = CliRunner().invoke(app, [str(a) for a in args])
     return result
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """This module trains on one torch thread. Its asserted figures (the overfit's cross-entropy above
+    all) then come out bit for bit the same on every run; with one thread a core they move with the
+    core count, and on a busy machine the threads wait on each other at every op."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _members(tar_path: Path) -> dict[str, bytes]:
@@ -158,9 +170,11 @@ def test_far_prior_overfits_well_below_uniform(far_run: tuple[Path, list[dict[st
     run, seen = far_run
     uniform = math.log(8)
     first, last = seen[0]["loss/ce"], seen[-1]["loss/ce"]
-    assert first > 0.9 * uniform  # starts near a uniform guess
-    assert last < 0.25 * uniform, (first, last)  # the tiny dVAE's codes are nearly deterministic
-    assert all(seen[-1][f"ce/head{h}"] < 0.4 * uniform for h in range(4))
+    heads = [round(seen[-1][f"ce/head{h}"], 4) for h in range(4)]
+    figures = f"cross-entropy first {first:.4f}, last {last:.4f}, per head {heads}; log 8 = {uniform:.4f}"
+    assert first > 0.9 * uniform, figures  # starts near a uniform guess
+    assert last < 0.25 * uniform, figures  # the tiny dVAE's codes are nearly deterministic
+    assert max(heads) < 0.4 * uniform, figures
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 500
 
