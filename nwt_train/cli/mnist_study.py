@@ -21,11 +21,11 @@ from rich.table import Table
 
 from nwt_data.cli.options import config_option, given
 from nwt_train.cli.common import make_config, report_errors
-from nwt_train.mnist.config import EXPERIMENTS, StudyConfig
+from nwt_train.mnist.config import EXPERIMENTS, FEATURE_MATCHING, StudyConfig
 
 # Typer lists the choices of an Enum (a list of Literals it cannot parse).
 Experiment = enum.Enum("Experiment", [(name, name) for name in EXPERIMENTS], type=str)  # type: ignore[misc]
-FeatureMatching = enum.Enum("FeatureMatching", [(n, n) for n in ("paper", "relative")], type=str)  # type: ignore[misc]
+FeatureMatching = enum.Enum("FeatureMatching", [(n, n) for n in FEATURE_MATCHING], type=str)  # type: ignore[misc]
 
 
 @report_errors

@@ -74,6 +74,9 @@ OWN_SETTINGS: dict[str, dict[str, Any]] = {
     "a2-class": {"critic_warmup": 1000},
 }
 FALLBACK_SETTINGS: dict[str, Any] = {"feature_matching": "paper", "critic_warmup": 0}
+# The scalings of `nwt_train.losses.feature_matching_loss` (FEATURE_SCALES there; that module loads torch,
+# which --help must not).
+FEATURE_MATCHING = ("paper", "relative")
 # The paper's figures (Appendix A), in percent.
 PAPER = {
     "a1-occupancy": {"occupancy_pct": 83.0},
@@ -191,7 +194,7 @@ class StudyConfig:
         for name in ("gamma", "gp_weight", "class_weight"):
             if not (isinstance(getattr(self, name), float | int) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.feature_matching not in (None, "paper", "relative"):  # nwt_train.losses.FEATURE_SCALES
+        if self.feature_matching is not None and self.feature_matching not in FEATURE_MATCHING:
             raise ValueError(f"feature_matching must be paper or relative, got {self.feature_matching!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two values in [0, 1), got {self.betas!r}")
