@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Box = tuple[int, int, int, int]
+Colour = tuple[int, int, int]
 WIDTH, HEIGHT = 448, 512
 
 
@@ -66,15 +67,15 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, i
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 2, cv2.LINE_AA)
 
 
-def _side_box(img: np.ndarray, box: Box) -> None:
+def _side_box(img: np.ndarray, box: Box, title: str = "FACTS", picture: Colour = (60, 90, 140)) -> None:
     """The LWT look: a white panel at the crop's edge with a picture and a title inside."""
     import cv2
 
     x, y, w, h = box
     img[y : y + h, x : x + w] = 250
-    cv2.rectangle(img, (x + 10, y + 10), (x + w - 12, y + h - 50), (60, 90, 140), -1)
+    cv2.rectangle(img, (x + 10, y + 10), (x + w - 12, y + h - 50), picture, -1)
     cv2.circle(img, (x + w // 2, y + h // 2 - 25), min(w, h) // 5, (220, 180, 60), -1)
-    _text(img, "FACTS", (x + 12, y + h - 16), (20, 20, 20), 0.7)
+    _text(img, title, (x + 12, y + h - 16), (20, 20, 20), 0.7)
 
 
 def _inset(img: np.ndarray, box: Box) -> None:
@@ -98,10 +99,12 @@ def render(
     overlay_from: float = 0.0,
     overlay_until: float = float("inf"),
     seed: int = 0,
+    t0: float = 0.0,
 ) -> Case:
     """One case: set (+ `background`), figure, `foreground` (set pieces in front), then `overlay`
     (drawn over everything from `overlay_from` until `overlay_until` seconds; its truth is the box of
-    the pixels it changed)."""
+    the pixels it changed). The figure moves as it would `t0` seconds later (another clip of a
+    take: it stands elsewhere)."""
     rng = np.random.default_rng(seed)
     times, frames, truth = [], [], []
     for i in range(round(seconds * fps)):
@@ -109,11 +112,11 @@ def render(
         img = _set(rng)
         if background:
             background(img)
-        _figure(img, t, shirt)
+        _figure(img, t + t0, shirt)
         if foreground:
             foreground(img)
         if foreground_t:
-            foreground_t(img, t)
+            foreground_t(img, t + t0)
         on = overlay is not None and overlay_from <= t < overlay_until
         clean = np.clip(img, 0, 255).astype(np.uint8)
         box: Box | None = None
@@ -164,9 +167,6 @@ def _white_lower_third(img: np.ndarray) -> None:
     x, y, w, h = LOWER_THIRD
     img[y : y + h, x : x + w] = 245
     _text(img, "LIVE FROM WASHINGTON", (x + 12, y + h - 16), (20, 20, 20), 0.75)
-
-
-Colour = tuple[int, int, int]
 
 
 def _banner(box: Box, colour: Colour, text: str, ink: Colour) -> Callable[[np.ndarray], None]:
@@ -328,6 +328,81 @@ def held_out_cases_2() -> list[Case]:
         render("sign with the show's name on the back wall", seconds=5.0, background=_wall_sign, seed=21),
         render("bright window at the right", seconds=5.0, background=_window, seed=22),
         render("sheet with a headline held up", seconds=5.0, foreground_t=_held_sheet, seed=23),
+    ]
+
+
+@dataclass(frozen=True)
+class EpisodeCase:
+    """Clips of one episode: the same set, the figure elsewhere in each (its clips are cut apart)."""
+
+    name: str
+    clips: tuple[Case, ...]
+
+
+def _poster(img: np.ndarray) -> None:
+    """A pale poster with a title on the wall at the left, in the paper rule's left band (the set's)."""
+    img[120:300, 12:112] = (228, 226, 218)
+    img[140:240, 24:100] = (150, 60, 50)
+    _text(img, "OPEN", (26, 280), (30, 30, 30), 0.7)
+
+
+def _screen(img: np.ndarray) -> None:
+    """A dark screen hung at the top right with the show's bright logo card on it (the set's)."""
+    img[36:150, 300:436] = (20, 22, 30)
+    img[60:126, 320:416] = (235, 235, 230)
+    _text(img, "HQ", (344, 105), (180, 30, 30), 0.9)
+
+
+def _raised_tablet(img: np.ndarray, t: float) -> None:
+    """A bright tablet raised from below the frame over a second, held still 1.2-3.6 s, then lowered."""
+    rise = float(np.clip(min(t - 0.2, 4.6 - t), 0.0, 1.0))
+    y = int(HEIGHT - 150 * rise)
+    img[y : y + 110, 250:400] = (238, 240, 242)
+    _text(img, "POLL", (280, y + 60), (20, 20, 120), 0.9)
+
+
+def held_out_episodes() -> list[EpisodeCase]:
+    """Written before the episode evidence and the moving-object test of the graphic rule were built,
+    committed before they were first measured, to be measured once: set pieces seen in every clip of
+    an episode (a pale poster on the left wall, a screen with the show's logo card), with a side box
+    of a different picture in two of the clips, and a tablet raised into view and held still."""
+    return [
+        EpisodeCase(
+            "poster on the left wall",
+            tuple(
+                render(f"poster, clip {i}", seconds=4.0, background=_poster, seed=31 + i, t0=5.3 * i)
+                for i in range(4)
+            ),
+        ),
+        EpisodeCase(
+            "screen with a logo card; side boxes in clips 1 and 3",
+            (
+                render("screen, clip 0", seconds=4.0, background=_screen, seed=41),
+                render(
+                    "screen, clip 1, side box",
+                    seconds=4.0,
+                    background=_screen,
+                    seed=42,
+                    t0=6.1,
+                    overlay=lambda im: _side_box(im, (0, 150, 130, 230), "POLLS", (40, 120, 60)),
+                ),
+                render("screen, clip 2", seconds=5.0, background=_screen, seed=43, t0=11.7),
+                render(
+                    "screen, clip 3, side box from 1.1 s",
+                    seconds=4.0,
+                    background=_screen,
+                    seed=44,
+                    t0=17.2,
+                    overlay=lambda im: _side_box(im, (0, 190, 120, 200), "MAPS", (150, 70, 40)),
+                    overlay_from=1.1,
+                ),
+                render("screen, clip 4", seconds=4.0, background=_screen, seed=45, t0=23.9),
+            ),
+        ),
+        EpisodeCase(
+            "tablet raised and held still",
+            (render("tablet raised and held still", seconds=5.0, foreground_t=_raised_tablet, seed=46),),
+        ),
     ]
 
 
