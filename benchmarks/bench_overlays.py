@@ -8,10 +8,13 @@ the mean share of the frame painted outside them; frames with an overlay whose a
 painted. Real clips: only vexpress_case10 has an overlay (its inset, bottom left, whole clip). Also
 the graphic rule's CPU seconds per clip-second (sampling, OCR and planning; decoding not counted).
 The sets are totalled apart: the issue's evaluation set (the real clips and `cases`), the
-development cases (`development_cases`: the banners held out at the last stop and the cases the
-rule was then extended on), and the held-out cases (`held_out_cases`: overlays;
-`held_out_cases_2`: overlay-free set pieces), each written after the rule was frozen and measured
-once before any change. `--only development` (or `evaluation`, `held-out`, `held-out-2`) runs one.
+development cases (`development_cases`: the banners held out at an earlier stop and the cases the
+rule was then extended on; `development_episodes`: set pieces in every clip of an episode, the
+evidence across an episode was built on), and the held-out cases (`held_out_cases`: overlays;
+`held_out_cases_2`: overlay-free set pieces, one clip each; `held_out_episodes`: set pieces and side
+boxes in episodes), each written after the rule was frozen and measured once before any change.
+Clips of an episode are planned alone, then what the episode shows as the set is spared, as `nwt-data
+mask` does. `--only development` (or `evaluation`, `held-out`, `held-out-2`, `held-out-3`) runs one.
 Run with `python benchmarks/bench_overlays.py`.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -28,13 +32,17 @@ from rich.console import Console
 from rich.table import Table
 
 from nwt_data.config import MaskConfig
+from nwt_data.curation.episode import ClipPlan, set_pieces
 from nwt_data.curation.overlay import plan_overlays, sample_clip
 from nwt_data.curation.synthetic import (
     Case,
+    EpisodeCase,
     cases,
     development_cases,
+    development_episodes,
     held_out_cases,
     held_out_cases_2,
+    held_out_episodes,
     score,
 )
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
@@ -67,21 +75,37 @@ def real_cases() -> list[Case]:
     return out
 
 
-def measure(case: Case, config: MaskConfig) -> tuple[dict[str, object], float]:
-    grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in case.frames]
-    rule = OverlayRule.for_crop(config, grays[0].shape[0])
-    paper = score(grays[0].shape, case.truth, [overlay_boxes(g, rule) for g in grays])
+def measure(episode: EpisodeCase, config: MaskConfig) -> tuple[list[dict[str, object]], float]:
+    """Both rules' scores for each clip of an episode, and the graphic rule's CPU seconds; the graphic
+    rule spares what the episode's clips show as the set (`nwt_data.curation.episode`), as mask does."""
     start = time.process_time()
-    frames = zip(case.times, case.frames, strict=True)
-    plan = plan_overlays(*sample_clip(frames, case.times[0], config.overlay_fps, config.text_fps))
+    plans = []
+    for case in episode.clips:
+        frames = zip(case.times, case.frames, strict=True)
+        plan = plan_overlays(*sample_clip(frames, case.times[0], config.overlay_fps, config.text_fps))
+        plans.append(ClipPlan(plan, (0, 0), case.frames[0].shape[0]))
     cpu = time.process_time() - start
-    graphic = score(grays[0].shape, case.truth, [plan.boxes_at(t) for t in case.times])
-    return {"paper": paper, "graphic": graphic}, cpu
+    out = []
+    for case, clip in zip(episode.clips, plans, strict=True):
+        grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in case.frames]
+        rule = OverlayRule.for_crop(config, grays[0].shape[0])
+        paper = score(grays[0].shape, case.truth, [overlay_boxes(g, rule) for g in grays])
+        plan = clip.plan.without(
+            set_pieces(clip, plans, config.set_piece_share) if config.spare_set_pieces else []
+        )
+        graphic = score(grays[0].shape, case.truth, [plan.boxes_at(t) for t in case.times])
+        out.append({"paper": paper, "graphic": graphic})
+    return out, cpu
+
+
+def single_clips(make: Callable[[], list[Case]]) -> Callable[[], list[EpisodeCase]]:
+    """Cases measured alone: each an episode of one clip (no evidence across clips)."""
+    return lambda: [EpisodeCase(c.name, (c,)) for c in make()]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sets = ("evaluation", "development", "held-out", "held-out-2")
+    sets = ("evaluation", "development", "held-out", "held-out-2", "held-out-3")
     parser.add_argument("--only", choices=sets, help="run one set")
     args = parser.parse_args(argv)
     config = MaskConfig(workers=1)
@@ -93,35 +117,40 @@ def main(argv: list[str] | None = None) -> None:
     # apart, the development and the held-out cases.
     totals: dict[tuple[str, str], list[int]] = {}
     cpu, seconds = 0.0, 0.0
-    groups = [("generated", "evaluation", cases), ("development", "development", development_cases),
-              ("held out", "held-out", held_out_cases),
-              ("held out 2", "held-out-2", held_out_cases_2)]  # fmt: skip
+    groups = [("generated", "evaluation", single_clips(cases)),
+              ("development", "development", single_clips(development_cases)),
+              ("dev episodes", "development", development_episodes),
+              ("held out", "held-out", single_clips(held_out_cases)),
+              ("held out 2", "held-out-2", single_clips(held_out_cases_2)),
+              ("held out 3", "held-out-3", held_out_episodes)]  # fmt: skip
     if SHARED_MEDIA.is_dir():
-        groups.insert(0, ("shared/media", "evaluation", real_cases))
+        groups.insert(0, ("shared/media", "evaluation", single_clips(real_cases)))
     for source, total, make in groups:
         if args.only and total != args.only:
             continue
-        group = make()
-        for case in group:
-            scores, used = measure(case, config)
+        for episode in make():
+            clip_scores, used = measure(episode, config)
             cpu += used
-            seconds += case.times[-1] - case.times[0] + (case.times[1] - case.times[0])
-            cells = [source, case.name, "yes" if case.has_overlay else "no"]
-            for name in ("paper", "graphic"):
-                s = scores[name]
-                cells += [f"{s.false_frames}/{s.frames}", f"{s.false_area:.3f}",
-                          f"{s.overlay_masked}/{s.overlay_frames}" if s.overlay_frames else "-"]  # fmt: skip
-                t = totals.setdefault((total, name), [0, 0, 0, 0])
-                if not case.has_overlay:
-                    t[0] += 1
-                    t[1] += s.false_frames > 0
-                t[2] += s.overlay_masked
-                t[3] += s.overlay_frames
-            table.add_row(*cells)
+            for case, scores in zip(episode.clips, clip_scores, strict=True):
+                seconds += case.times[-1] - case.times[0] + (case.times[1] - case.times[0])
+                name = case.name if len(episode.clips) == 1 else f"{episode.name}: {case.name}"
+                cells = [source, name, "yes" if case.has_overlay else "no"]
+                for rule in ("paper", "graphic"):
+                    s = scores[rule]
+                    masked = f"{s.overlay_masked}/{s.overlay_frames}" if s.overlay_frames else "-"
+                    cells += [f"{s.false_frames}/{s.frames}", f"{s.false_area:.3f}", masked]
+                    t = totals.setdefault((total, rule), [0, 0, 0, 0, 0, 0])
+                    kind = 2 if case.has_overlay else 0  # overlay-free clips, then overlay clips
+                    t[kind] += 1
+                    t[kind + 1] += s.false_frames > 0
+                    t[4] += s.overlay_masked
+                    t[5] += s.overlay_frames
+                table.add_row(*cells)
     console.print(table)
-    for (total, name), (clean, false_clips, masked, frames) in totals.items():
+    for (total, name), (free, free_false, shown, shown_false, masked, frames) in totals.items():
         share = masked / max(1, frames)
-        console.print(f"{total:11} {name:8} overlay-free clips with a false box: {false_clips}/{clean};"
+        console.print(f"{total:11} {name:8} overlay-free clips with a false box: {free_false}/{free};"
+                      f" overlay clips with a false box: {shown_false}/{shown};"
                       f" overlay frames masked: {masked}/{frames} ({share:.1%})")  # fmt: skip
     rate = cpu / seconds
     console.print(

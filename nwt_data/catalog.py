@@ -628,6 +628,14 @@ class Catalog:
         statuses = "('pending', 'failed')" if retry_failed else "('pending')"
         return self.clips(f"{chosen} AND mask_status IN {statuses}")
 
+    def episode_footage(self, episode_ids: Iterable[str]) -> dict[str, list[Clip]]:
+        """Each episode's usable clips, whatever their review: what the episode's set looks like."""
+        out: dict[str, list[Clip]] = {e: [] for e in episode_ids}
+        for clip in self.clips("status = 'ok'"):
+            if clip.episode_id in out:
+                out[clip.episode_id].append(clip)
+        return out
+
     def clips_prepared(self, *, unsharded: bool = False, episode_id: str | None = None) -> list[Clip]:
         """Usable clips mask has prepared: what shard packs."""
         where = f"{_USABLE} AND mask_status = 'done'" + (" AND shard IS NULL" if unsharded else "")

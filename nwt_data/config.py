@@ -149,6 +149,12 @@ class MaskConfig:
     """graphic rule: frames per second of the kept window it looks at."""
     text_fps: float = 0.5
     """graphic rule: frames per second given to the OCR text detector (0: no text detection)."""
+    spare_set_pieces: bool = True
+    """graphic rule: leave unpainted what the episode's clips show as part of the set (a box found in
+    each whole clip, at one place of the source frame with one look, in set_piece_share of the
+    episode's clips, 3 clips at least: a sign, a window; also a logo that never leaves)."""
+    set_piece_share: float = 0.8
+    """graphic rule: share of an episode's clips a box must be found in to be the set's."""
     threshold: int = 185
     """paper rule: grayscale binarisation threshold (0-255)."""
     min_area: int = 4000
@@ -178,6 +184,8 @@ class MaskConfig:
             raise ConfigError(f"overlay_fps must be within (0, 60], not {self.overlay_fps}")
         if not 0 <= self.text_fps <= self.overlay_fps:
             raise ConfigError(f"text_fps must be within [0, overlay_fps], not {self.text_fps}")
+        if not 0 < self.set_piece_share <= 1:
+            raise ConfigError(f"set_piece_share must be within (0, 1], not {self.set_piece_share}")
         if not 0 <= self.threshold <= 255:
             raise ConfigError(f"threshold must be within 0..255, not {self.threshold}")
         if not 0 <= self.min_area < self.max_area:

@@ -19,6 +19,8 @@ from nwt_data.synthetic import AUDIO_RATE, FaceEpisode, demo_episodes, render_ep
 # A 1280x720 stand-in for a talk-show desk shot, used by the tests and benchmarks as an lavfi source:
 # a dark studio, a grey "subject" inside the paper's crop box that brightens while a tone beeps, and a
 # side overlay at the crop's left edge, a white frame around dark content that `nwt-data mask` paints.
+# Its content changes every 4 seconds (another story's picture), as a show's side overlays do: one
+# that looked the same in every clip of the episode would be taken for the set and spared.
 STUDIO_BACKGROUND = "color=c=0x303030"
 STUDIO_FILTER = ",".join(
     [
@@ -26,6 +28,8 @@ STUDIO_FILTER = ",".join(
         "drawbox=x=700:y=200:w=240:h=400:color=0xA8A8A8:t=fill:enable='lt(mod(t,1),0.2)'",
         "drawbox=x=507:y=150:w=110:h=300:color=white:t=fill",
         "drawbox=x=527:y=200:w=70:h=200:color=black:t=fill",
+        "drawbox=x=527:y=200:w=70:h=200:color=0x282828:t=fill:enable='between(mod(t,12),4,8)'",
+        "drawbox=x=527:y=200:w=70:h=200:color=0x505050:t=fill:enable='gte(mod(t,12),8)'",
     ]
 )
 

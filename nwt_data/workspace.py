@@ -7,6 +7,7 @@ WORKSPACE/
   clips/ID/ID_00000.mp4  keyframe-aligned stream-copied clips
   prepared/ID/ID_00000/  masked 256x224 30 FPS video.mp4, audio.npy (24 kHz), mel.npy
   shards/             WebDataset tar shards per split, and dataset.json
+  plans/ID/ID_00000.json  the graphic rule's overlay plan of a clip (a cache mask and report share)
   tmp/                work in progress; never read as a result
   locks/              one lock per stage, so two runs of a stage cannot collide
 """
@@ -70,6 +71,7 @@ class Workspace:
         self.clips_dir = root / "clips"
         self.prepared_dir = root / "prepared"
         self.shards_dir = root / "shards"
+        self.plans_dir = root / "plans"
         self.tmp_dir = root / "tmp"
         self.locks_dir = root / "locks"
 

@@ -21,7 +21,8 @@ from nwt_data.curation.overlay import (
     static_banner,
 )
 from nwt_data.curation.synthetic import Case, cases, development_cases, render, score
-from nwt_data.stages.mask import OverlayRule, overlay_boxes
+from nwt_data.stages.mask import OverlayRule, clip_plan, overlay_boxes
+from nwt_data.workspace import Workspace
 
 
 def _plan(case, config: MaskConfig):  # type: ignore[no-untyped-def]
@@ -300,3 +301,44 @@ def test_mask_stage_paper_rule_paints_the_wall_graphic_rule_does_not(
     assert masked["paper"] > 0 and masked["graphic"] == 0
     bad = cli("mask", "-w", tmp_path / "paper", "--overlay-rule", "mine")
     assert bad.exit_code == 2 and "'mine' is not one of 'graphic', 'paper'" in " ".join(bad.output.split())
+
+
+@pytest.mark.slow
+def test_mask_spares_what_every_clip_of_the_episode_shows_and_paints_what_comes_and_goes(
+    tmp_path: Path, make_video, cli
+) -> None:
+    # Four 3-second clips of one episode: a bright sign at one place in every clip (the set's) and a
+    # bright panel of another size in the second clip only, whole (a graphic).
+    scene = (
+        "drawbox=x=200:y=40:w=70:h=90:color=0xF0F0F0:t=fill,"
+        "drawbox=x=360:y=150:w=100:h=60:color=0xF4F4F4:t=fill:enable='between(t,3,6)'"
+    )
+    video = make_video("ep.mp4", seconds=12, width=640, height=360, gop=30, source="color=c=0x303030",
+                       extra_video_filter=scene)  # fmt: skip
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"episode_id,url\nep,{video}\n")
+    masked: dict[str, list[float]] = {}
+    for option in ("--spare-set-pieces", "--paint-set-pieces"):
+        ws = tmp_path / option.strip("-")
+        for args in (("fetch", manifest, "-w", ws),
+                     ("segment", "-w", ws, "--crop", "center", "--segment-time", "3"),
+                     ("mask", "-w", ws, "--include-unreviewed", "-j", "2", option)):  # fmt: skip
+            result = cli(*args)
+            assert result.exit_code == 0, result.output
+        clips = Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")
+        assert len(clips) == 4
+        masked[option] = [c["masked_fraction"] for c in clips]
+        # Every clip's own plan is cached once, whichever worker made it.
+        assert sorted(p.name for p in (ws / "plans" / "ep").glob("*.json")) == [
+            f"{c['clip_id']}.json" for c in clips
+        ]
+    # Output pixels: 224 x 256; the crop is 315 x 360 from x 162: the sign is 70 x 90, the panel 100 x 60.
+    sign, panel = 70 * 90 / (315 * 360), 100 * 60 / (315 * 360)
+    # The plans are read back from the cache, not made again.
+    workspace = Workspace.open(ws)
+    assert all(clip_plan(workspace, c, MaskConfig(), make=False) is not None for c in clips)
+    spared, painted = masked["--spare-set-pieces"], masked["--paint-set-pieces"]
+    assert spared[0] == spared[2] == spared[3] == 0, spared
+    assert spared[1] == pytest.approx(panel, rel=0.25), spared
+    assert all(p == pytest.approx(sign, rel=0.25) for p in painted[::2]), painted
+    assert painted[1] == pytest.approx(sign + panel, rel=0.25), painted

@@ -29,10 +29,12 @@ the crop, the same for any source size.
 
 from __future__ import annotations
 
+import base64
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,24 +72,66 @@ class GraphicRule:
     """Text counts as a caption when its centre is above the first or below the second share of the height."""
 
 
+PLAN_VERSION = 2  # raise when the rule changes what it plans (cached plans are made again)
+STILL_HEIGHT = 96  # rows of a plan's still: the clip's median sampled frame, scaled down
+WHOLE_CLIP = ((-math.inf, math.inf),)
+
+
 @dataclass(frozen=True)
 class PlannedBox:
     box: Box  # crop pixels
     kind: str  # 'bright', 'inset', 'banner' or 'text'
     spans: tuple[tuple[float, float], ...]  # episode-time intervals [start, end) to paint in
 
+    @property
+    def whole_clip(self) -> bool:
+        return self.spans == WHOLE_CLIP
+
 
 @dataclass(frozen=True)
 class OverlayPlan:
-    """What to paint in a clip: boxes with the time spans they are on screen."""
+    """What to paint in a clip: boxes with the time spans they are on screen; and the clip's still
+    (its median sampled frame in grayscale, STILL_HEIGHT rows: what stays put in it, the moving
+    subject gone), which the clips of an episode are compared by (nwt_data.curation.episode)."""
 
     boxes: tuple[PlannedBox, ...] = ()
+    still: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def boxes_at(self, t: float) -> list[Box]:
         return [b.box for b in self.boxes if any(a <= t < z for a, z in b.spans)]
 
     def __bool__(self) -> bool:
         return bool(self.boxes)
+
+    def without(self, spared: Iterable[PlannedBox]) -> OverlayPlan:
+        gone = set(spared)
+        return OverlayPlan(tuple(b for b in self.boxes if b not in gone), self.still)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready (an open end of a span is null; the still's bytes in base64)."""
+        boxes = [
+            {"box": list(b.box), "kind": b.kind,
+             "spans": [[None if math.isinf(a) else a, None if math.isinf(z) else z] for a, z in b.spans]}
+            for b in self.boxes
+        ]  # fmt: skip
+        still = None
+        if self.still is not None:
+            still = {"shape": list(self.still.shape), "data": base64.b64encode(self.still.tobytes()).decode()}
+        return {"boxes": boxes, "still": still}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OverlayPlan:
+        def span(a: float | None, z: float | None) -> tuple[float, float]:
+            return (-math.inf if a is None else a, math.inf if z is None else z)
+
+        boxes = tuple(
+            PlannedBox(tuple(b["box"]), b["kind"], tuple(span(*ab) for ab in b["spans"]))  # type: ignore[arg-type]
+            for b in data["boxes"]
+        )
+        still = data["still"]
+        if still is not None:
+            still = np.frombuffer(base64.b64decode(still["data"]), np.uint8).reshape(still["shape"])
+        return cls(boxes, still)
 
 
 @dataclass
@@ -258,12 +302,18 @@ def plan_overlays(
 
     # Bright rectangles, tracked across samples.
     bright: list[_Track] = []
+    seen_bright: list[list[Box]] = []  # every bright box of each sample, for `_moved_in`
     for i, g in enumerate(small):
         _pad(bright, i + 1)
+        seen_bright.append([])
         for box, fill, sharp in bright_boxes(g, rule):
+            seen_bright[-1].append(box)
             track = _track(bright, i, box, 0.7)
             track.shape_ok &= sharp and fill >= rule.rectangularity
     _pad(bright, n)
+    # A bright object held still for a while (a sheet, a tablet) was somewhere near in the sample
+    # before it stood still or after it moved on: it moved in; a graphic appears and goes whole.
+    bright = [t for t in bright if not _moved_in(t, seen_bright)]
 
     # Static, wide text lines in the caption bands.
     texts: list[_Track] = []
@@ -348,7 +398,35 @@ def plan_overlays(
     for p in planned:
         if not any(inside(p.box, k.box, slack=round(3 / s)) for k in kept):
             kept.append(p)
-    return OverlayPlan(tuple(kept))
+    return OverlayPlan(tuple(kept), still(grays))
+
+
+def still(grays: Sequence[np.ndarray]) -> np.ndarray:
+    """The median of the sampled frames, STILL_HEIGHT rows high (the set without its moving parts)."""
+    import cv2
+
+    height, width = grays[0].shape
+    size = (max(1, round(width * STILL_HEIGHT / height)), STILL_HEIGHT)
+    return np.median(
+        np.stack([cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in grays]), axis=0
+    ).astype(np.uint8)
+
+
+def _moved_in(track: _Track, seen: Sequence[Sequence[Box]], overlap: float = 0.3) -> bool:
+    """A box of about this track's size overlaps it in a sample next to one of its runs (the track
+    is not there): the same object a little elsewhere, moving into or out of its place."""
+    med = track.median()
+    area = med[2] * med[3]
+    present = [b is not None for b in track.boxes]
+    for i, here in enumerate(present):
+        if here:
+            continue
+        beside = (i > 0 and present[i - 1]) or (i + 1 < len(present) and present[i + 1])
+        if beside and any(
+            iou(b, med) >= overlap and 0.6 <= b[2] * b[3] / max(1, area) <= 1.6 for b in seen[i]
+        ):
+            return True
+    return False
 
 
 def _full_width(box: Box, width: int) -> bool:

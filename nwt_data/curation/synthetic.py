@@ -339,6 +339,46 @@ class EpisodeCase:
     clips: tuple[Case, ...]
 
 
+def development_episodes() -> list[EpisodeCase]:
+    """Episodes the episode evidence (`nwt_data.curation.episode`) was developed on: the sign and the
+    window of `held_out_cases_2` in four clips each, the sign with a side box in two of four clips,
+    and the limit of the evidence: a side box with the same picture in every clip, whole, which is
+    spared like the set (a channel's permanent logo behaves so)."""
+
+    def side(im: np.ndarray) -> None:
+        _side_box(im, SIDE_BOX)
+
+    return [
+        EpisodeCase(
+            "sign with the show's name in every clip",
+            tuple(
+                render(f"sign, clip {i}", background=_wall_sign, seed=51 + i, t0=4.7 * i) for i in range(4)
+            ),
+        ),
+        EpisodeCase(
+            "bright window in every clip",
+            tuple(render(f"window, clip {i}", background=_window, seed=55 + i, t0=4.1 * i) for i in range(4)),
+        ),
+        EpisodeCase(
+            "sign in every clip, a side box in clips 1 and 2",
+            tuple(
+                render(
+                    f"sign and side box, clip {i}",
+                    background=_wall_sign,
+                    seed=60 + i,
+                    t0=3.3 * i,
+                    overlay=side if i in (1, 2) else None,
+                )
+                for i in range(4)
+            ),
+        ),
+        EpisodeCase(
+            "the same side box in every clip (spared: the evidence's limit)",
+            tuple(render(f"side box, clip {i}", seed=70 + i, t0=3.3 * i, overlay=side) for i in range(4)),
+        ),
+    ]
+
+
 def _poster(img: np.ndarray) -> None:
     """A pale poster with a title on the wall at the left, in the paper rule's left band (the set's)."""
     img[120:300, 12:112] = (228, 226, 218)

@@ -10,11 +10,14 @@ spectrogram. Outputs go to `prepared/EP/CLIP/`.
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import itertools
 import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +29,9 @@ from rich.console import Console
 from nwt_data.audio import SAMPLES_PER_FRAME, VIDEO_FPS, mel_frames_for, mel_spectrogram, to_model_rate
 from nwt_data.catalog import Catalog, Clip
 from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig, RunConfig, to_dict
-from nwt_data.curation.overlay import OverlayPlan, plan_overlays, sample_clip
+from nwt_data.contract import write_atomic
+from nwt_data.curation.episode import MIN_CLIPS, ClipPlan, set_pieces
+from nwt_data.curation.overlay import PLAN_VERSION, GraphicRule, OverlayPlan, plan_overlays, sample_clip
 from nwt_data.errors import MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, audio_span, held_frames, sampled_frames
 from nwt_data.media.probe import av_error_text
@@ -195,6 +200,92 @@ def output_times(trim_start: float, duration: float) -> np.ndarray:
     return trim_start + np.arange(n) / VIDEO_FPS
 
 
+# --- the graphic rule's plan of a clip, cached, and the episode's evidence ----------------------
+def _plan_key(ws: Workspace, row: Any, config: MaskConfig) -> dict[str, Any]:
+    """What a clip's plan depends on: the clip file, its kept window and crop, and the rule."""
+    stat = (ws.root / row["path"]).stat()
+    window = [row[k] for k in ("path", "clip_offset", "trim_start", "trim_end", "crop_x", "crop_y", "crop_w",
+                               "crop_h")]  # fmt: skip
+    rule = dataclasses.asdict(GraphicRule())
+    key = {"file": [stat.st_size, stat.st_mtime_ns], "window": window, "rule": rule, "version": PLAN_VERSION,
+           "overlay_fps": config.overlay_fps, "text_fps": config.text_fps}  # fmt: skip
+    return json.loads(json.dumps(key))  # as it reads back (tuples become lists)
+
+
+def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True) -> OverlayPlan | None:
+    """The graphic rule's plan of one clip (its boxes before the episode's evidence), from the cache
+    in `plans/` when it was made from the same file and settings; made and stored otherwise (None
+    then unless `make`). A lock per clip makes workers that need one plan wait for the one making it."""
+    import av
+
+    if not (ws.root / row["path"]).is_file():
+        raise MediaError(
+            f"clip file {row['path']} is missing",
+            hint=f"run `nwt-data segment --redo -e {row['episode_id']}`",
+        )
+    path = ws.plans_dir / row["episode_id"] / f"{row['clip_id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = _plan_key(ws, row, config)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            cached = json.loads(path.read_text())
+            if cached["key"] == key:
+                return OverlayPlan.from_json(cached["plan"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none yet, or from another file or setting: made again
+        if not make:
+            return None
+        window = ClipWindow.from_row(ws.root, row)
+        try:
+            frames = sampled_frames(window, config.overlay_fps)
+            plan = plan_overlays(*sample_clip(frames, window.trim_start, config.overlay_fps, config.text_fps))
+        except (av.FFmpegError, ValueError) as err:
+            raise MediaError(
+                f"cannot decode {row['path']}: {av_error_text(err)}",
+                hint=f"the clip file is damaged: run `nwt-data segment --redo -e {row['episode_id']}`",
+            ) from err
+        write_atomic(path, json.dumps({"key": key, "plan": plan.to_json()}).encode())
+        return plan
+
+
+def clear_plan_leftovers(ws: Workspace) -> None:
+    """Remove the temporary files of plans whose writer was killed: those whose clip's lock is free."""
+    for tmp in ws.plans_dir.glob("*/.*.tmp"):
+        clip_id = tmp.name[1:].split(".json.")[0]
+        with open(tmp.parent / f"{clip_id}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being written now
+            tmp.unlink(missing_ok=True)
+
+
+def episode_plan(ws: Workspace, row: Any, episode: Sequence[Any], config: MaskConfig, *,
+                 made_only: bool = False) -> OverlayPlan:  # fmt: skip
+    """What mask paints in a clip under the graphic rule: its plan less the set pieces the clips of
+    its episode (`episode`, the clip included) show (nwt_data.curation.episode). `made_only`: the
+    other clips count only with a plan made earlier (the report, which must not plan whole episodes)."""
+    plan = clip_plan(ws, row, config)
+    assert plan is not None
+    if not (plan and config.spare_set_pieces and len(episode) >= MIN_CLIPS):
+        return plan
+    # Start at this clip's neighbours, so workers on one episode make different plans at first.
+    index = next((i for i, r in enumerate(episode) if r["clip_id"] == row["clip_id"]), 0)
+    plans = []
+    for other in [*episode[index:], *episode[:index]]:
+        try:
+            same = other["clip_id"] == row["clip_id"]
+            other_plan = plan if same else clip_plan(ws, other, config, make=not made_only)
+        except MediaError:
+            continue  # a damaged clip gives no evidence (its own run reports it)
+        if other_plan is None:
+            continue
+        plans.append(ClipPlan(other_plan, (other["crop_x"], other["crop_y"]), other["crop_h"]))
+    this = ClipPlan(plan, (row["crop_x"], row["crop_y"]), row["crop_h"])
+    return plan.without(set_pieces(this, plans, config.set_piece_share))
+
+
 # --- per-clip work ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Prepared:
@@ -224,7 +315,9 @@ def _open_encoder(path: Path, config: MaskConfig, threads: int) -> tuple[Any, An
     return container, stream
 
 
-def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
+def prepare_clip(ws: Workspace, row: Any, config: MaskConfig, episode: Sequence[Any] = ()) -> Prepared:
+    """Prepare one clip; `episode` (the usable clips of its episode) is the graphic rule's evidence
+    of what the set is (none given: the clip's own plan is painted)."""
     import av
 
     window = ClipWindow.from_row(ws.root, row)
@@ -235,21 +328,7 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig) -> Prepared:
         )
     times = output_times(window.trim_start, row["duration"])
     n = len(times)
-    plan = None
-    if config.overlay_rule == "graphic":
-        try:
-            sampled = sample_clip(
-                sampled_frames(window, config.overlay_fps),
-                window.trim_start,
-                config.overlay_fps,
-                config.text_fps,
-            )
-        except (av.FFmpegError, ValueError) as err:
-            raise MediaError(
-                f"cannot decode {row['path']}: {av_error_text(err)}",
-                hint=f"the clip file is damaged: run `nwt-data segment --redo -e {row['episode_id']}`",
-            ) from err
-        plan = plan_overlays(*sampled)
+    plan = episode_plan(ws, row, episode, config) if config.overlay_rule == "graphic" else None
     rule = OverlayRule.for_crop(config, window.crop[3])
     processor = FrameProcessor(window.crop, rule, plan, window.clip_offset)
     # With a worker per core, codec threads only add overhead; with fewer, they use the idle cores.
@@ -301,7 +380,13 @@ def output_settings(config: MaskConfig) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class MaskStage(Stage[Clip, Prepared]):
+class MaskItem:
+    clip: Clip
+    episode: tuple[Clip, ...]  # the usable clips of its episode: the evidence of what the set is
+
+
+@dataclass(frozen=True)
+class MaskStage(Stage[MaskItem, Prepared]):
     ws: Workspace
     config: MaskConfig
     retry_failed: bool = False
@@ -313,15 +398,19 @@ class MaskStage(Stage[Clip, Prepared]):
     def prepare(self, catalog: Catalog) -> None:
         self.ws.clear_temp("mask")
         clear_trash(self.ws.prepared_dir)
+        clear_plan_leftovers(self.ws)
 
-    def select(self, catalog: Catalog, report: StageReport) -> Selection[Clip]:
+    def select(self, catalog: Catalog, report: StageReport) -> Selection[MaskItem]:
         rows = catalog.clips_to_mask(include_unreviewed=self.config.include_unreviewed,
                                      retry_failed=self.retry_failed)  # fmt: skip
         earlier = [] if self.retry_failed else catalog.failures("mask")
-        return Selection([(r.clip_id, r) for r in rows], catalog.count_done("mask"), earlier)
+        evidence = self.config.overlay_rule == "graphic" and self.config.spare_set_pieces
+        footage = catalog.episode_footage({r.episode_id for r in rows}) if evidence else {}
+        items = [(r.clip_id, MaskItem(r, tuple(footage.get(r.episode_id, ())))) for r in rows]
+        return Selection(items, catalog.count_done("mask"), earlier)
 
-    def work(self, item: Clip) -> Prepared:
-        return prepare_clip(self.ws, item, self.config)
+    def work(self, item: MaskItem) -> Prepared:
+        return prepare_clip(self.ws, item.clip, self.config, item.episode)
 
     def commit(self, catalog: Catalog, key: str, result: Prepared, report: StageReport) -> None:
         catalog.mark_prepared(key, prepared_path=result.prepared_path, out_frames=result.out_frames,

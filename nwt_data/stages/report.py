@@ -1,12 +1,14 @@
 """`nwt-data report`: the dataset as one self-contained HTML page (see nwt_data.curation.report).
 
 The only I/O here: one catalog read for the statistics, and for each sampled clip one decode of its
-kept window (the overlay plan `nwt-data mask` would use, and the middle frame to draw it on).
+kept window (the middle frame), with the overlay plan `nwt-data mask` uses (made, or read from the
+workspace's plan cache, for the clip and its episode's other clips).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,10 @@ import numpy as np
 from nwt_data.catalog import Catalog
 from nwt_data.config import MaskConfig
 from nwt_data.contract import write_atomic
-from nwt_data.curation.overlay import plan_overlays, sample_clip
 from nwt_data.curation.report import Tile, draw_tile, gather, relative_href, render, sample_clips
 from nwt_data.errors import ConfigError, MediaError
 from nwt_data.media.clip import ClipWindow, sampled_frames
-from nwt_data.stages.mask import OverlayRule, overlay_boxes
+from nwt_data.stages.mask import OverlayRule, episode_plan, overlay_boxes
 from nwt_data.workspace import Workspace
 
 
@@ -44,39 +45,32 @@ class ReportConfig:
             raise ConfigError(f"report: out must be an .html file, not {self.out!r}")
 
 
-def middle_frame_and_boxes(ws: Workspace, row: Any, config: MaskConfig) -> tuple[np.ndarray, list]:
-    """The kept window's middle frame (RGB, cropped) and the boxes `nwt-data mask` paints on it."""
+def middle_frame_and_boxes(
+    ws: Workspace, row: Any, config: MaskConfig, episode: Sequence[Any] = ()
+) -> tuple[np.ndarray, list]:
+    """The kept window's middle frame (RGB, cropped) and the boxes `nwt-data mask` paints on it
+    (`episode`: the usable clips of its episode, the graphic rule's evidence of the set)."""
     import av
 
     window = ClipWindow.from_row(ws.root, row)
     middle = (window.trim_start + window.trim_end) / 2
     best: list[Any] = [None, None]  # time, frame
-
-    def keep_middle(frames: Any) -> Any:
-        for t, rgb in frames:
+    try:
+        for t, rgb in sampled_frames(window, config.overlay_fps):
             if best[0] is None or abs(t - middle) < abs(best[0] - middle):
                 best[0], best[1] = t, rgb
-            yield t, rgb
-
-    try:
-        frames = keep_middle(sampled_frames(window, config.overlay_fps))
-        if config.overlay_rule == "graphic":
-            plan = plan_overlays(*sample_clip(frames, window.trim_start, config.overlay_fps, config.text_fps))
-            boxes = plan.boxes_at(best[0]) if best[0] is not None else []
-        else:
-            for _ in frames:
-                pass
-            boxes = []
-            if best[1] is not None:
-                import cv2
-
-                gray = cv2.cvtColor(np.ascontiguousarray(best[1]), cv2.COLOR_RGB2GRAY)
-                boxes = overlay_boxes(gray, OverlayRule.for_crop(config, window.crop[3]))
     except (av.FFmpegError, ValueError, OSError) as err:
         raise MediaError(f"cannot read {row['path']}: {err}") from err
     if best[1] is None:
         raise MediaError(f"{row['path']}: no frame in the kept window")
-    return best[1], boxes
+    if config.overlay_rule == "graphic":
+        # Other clips count as evidence once mask (or an earlier report) planned them: planning
+        # whole episodes here would make a report of a sample as slow as mask.
+        return best[1], episode_plan(ws, row, episode, config, made_only=True).boxes_at(best[0])
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(best[1]), cv2.COLOR_RGB2GRAY)
+    return best[1], overlay_boxes(gray, OverlayRule.for_crop(config, window.crop[3]))
 
 
 def build_report(ws: Workspace, catalog: Catalog, config: ReportConfig) -> tuple[Path, list[str]]:
@@ -89,11 +83,13 @@ def build_report(ws: Workspace, catalog: Catalog, config: ReportConfig) -> tuple
     kept = [r["clip_id"] for r in rows if r["status"] == "ok"]
     problems: list[str] = []
     tiles: list[Tile] = []
-    for clip_id in sample_clips(kept, config.sheet_clips, config.seed):
-        clip = catalog.clip(clip_id)
+    sampled = [catalog.clip(clip_id) for clip_id in sample_clips(kept, config.sheet_clips, config.seed)]
+    footage = catalog.episode_footage({c.episode_id for c in sampled if c is not None})
+    for clip in sampled:
         assert clip is not None
+        clip_id = clip.clip_id
         try:
-            frame, boxes = middle_frame_and_boxes(ws, clip, config.mask)
+            frame, boxes = middle_frame_and_boxes(ws, clip, config.mask, footage[clip.episode_id])
         except MediaError as err:
             problems.append(f"{clip_id}: {err.one_line()}")
             continue

@@ -1,0 +1,104 @@
+"""Evidence across an episode: a set piece is in every clip, a graphic comes and goes.
+
+Within one clip, a sign on the back wall, a bright window or a screen with the show's logo look like
+a graphic: static, sharp, rectangular, some with text (the synthetic `held_out_cases_2` were painted
+by the graphic rule for exactly that reason). Across the clips of an episode they differ: the set
+stands in (nearly) every clip, at the same place in the source frame and with the same look, for
+each whole clip, while the overlays the paper masks ("seemingly random side overlays", Appendix D
+step 6) come and go, or change their picture, from clip to clip. So a planned box that stays the
+whole clip in at least `share` of the episode's clips (and `MIN_CLIPS` clips at least) is not
+painted: there, that clip's whole-clip boxes cover it (however the rule split it into boxes) and the
+clip's still (its median frame: the set without the moving subject) shows the same picture in it.
+
+What this spares besides the set: a graphic that never leaves and never changes in the episode (a
+channel's corner logo). The model learns such a static thing as part of the set, which is what the
+paper's masking was for. What it does not spare: set pieces seen from different camera angles across
+the episode (a piece must be at one place in the source frame), or in an episode of fewer than
+`MIN_CLIPS` clips (no evidence: the rule of one clip holds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nwt_data.curation.overlay import Box, OverlayPlan, PlannedBox
+
+MIN_CLIPS = 3  # an episode with fewer clips gives no evidence
+COVER = 0.9  # share of a box another clip's whole-clip boxes must cover
+LOOK_SIDE = 8  # looks are compared at LOOK_SIDE x LOOK_SIDE gray levels...
+LOOK_SLACK = 10.0  # ...and differ by this mean gray level at most
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """One clip's overlay plan with where its crop sits in the episode's frame."""
+
+    plan: OverlayPlan
+    origin: tuple[int, int]  # the crop's top-left corner in source pixels
+    crop_height: int
+
+    def in_crop(self, box: Box) -> Box:
+        """A source-frame box in this clip's crop pixels."""
+        x, y, w, h = box
+        return x - self.origin[0], y - self.origin[1], w, h
+
+    def in_source(self, box: Box) -> Box:
+        x, y, w, h = box
+        return x + self.origin[0], y + self.origin[1], w, h
+
+    def covers(self, box: Box) -> bool:
+        """This clip's whole-clip boxes paint at least COVER of `box` (source pixels), however the
+        rule split the thing into boxes here."""
+        x, y, w, h = self.in_crop(box)
+        painted = np.zeros((h, w), bool)
+        for b in self.plan.boxes:
+            if b.whole_clip:
+                bx, by, bw, bh = b.box
+                painted[max(0, by - y) : max(0, by + bh - y), max(0, bx - x) : max(0, bx + bw - x)] = True
+        return bool(painted.mean() >= COVER)
+
+    def look(self, box: Box) -> np.ndarray | None:
+        """`box` (source pixels) as this clip's still shows it, LOOK_SIDE square; None outside it."""
+        import cv2
+
+        still = self.plan.still
+        if still is None:
+            return None
+        s = still.shape[0] / self.crop_height
+        x, y, w, h = self.in_crop(box)
+        x0, y0 = max(0, int(x * s)), max(0, int(y * s))
+        x1, y1 = (
+            min(still.shape[1], int(np.ceil((x + w) * s))),
+            min(still.shape[0], int(np.ceil((y + h) * s))),
+        )
+        if x0 != int(x * s) or y0 != int(y * s) or x1 - x0 < 1 or y1 - y0 < 1:
+            return None  # the box is not within this clip's crop
+        patch = still[y0:y1, x0:x1]
+        return cv2.resize(patch, (LOOK_SIDE, LOOK_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def shows_the_same(clip: ClipPlan, other: ClipPlan, box: Box) -> bool:
+    """`other` paints `box` (source pixels) for its whole clip, and its still shows there what
+    `clip`'s does."""
+    if not other.covers(box):
+        return False
+    a, b = clip.look(box), other.look(box)
+    return a is not None and b is not None and float(np.abs(a - b).mean()) <= LOOK_SLACK
+
+
+def set_pieces(clip: ClipPlan, episode: Sequence[ClipPlan], share: float) -> list[PlannedBox]:
+    """The boxes of `clip`'s plan that are the set's: on screen for the whole clip, and so in at least
+    `share` of the episode's clips (`episode` includes `clip`)."""
+    if len(episode) < MIN_CLIPS:
+        return []
+    found = []
+    for planned in clip.plan.boxes:
+        if not planned.whole_clip:
+            continue  # it comes or goes: a graphic
+        box = clip.in_source(planned.box)
+        if sum(shows_the_same(clip, other, box) for other in episode) >= share * len(episode):
+            found.append(planned)
+    return found
