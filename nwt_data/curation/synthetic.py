@@ -446,6 +446,50 @@ def held_out_episodes() -> list[EpisodeCase]:
     ]
 
 
+def _mirror(img: np.ndarray) -> None:
+    """A bright mirror with a dark frame at the right, where the speaker's head passes in front of it."""
+    img[60:224, 296:420] = (70, 50, 40)
+    img[66:218, 302:414] = (232, 234, 236)
+
+
+def _whiteboard(img: np.ndarray, t: float) -> None:
+    """A whiteboard slid in from the right edge (0.5-1.1 s), held still, slid out (3.3-3.9 s)."""
+    slide = float(np.clip(min((t - 0.5) / 0.6, (3.9 - t) / 0.6), 0.0, 1.0))
+    x = int(WIDTH - 170 * slide)
+    img[300:420, x : x + 160] = (246, 246, 244)
+    _text(img, "Q3", (x + 20, 380), (200, 30, 30), 1.2)
+
+
+def held_out_episodes_2() -> list[EpisodeCase]:
+    """Written after the rule of commit 344ff60 was measured on `held_out_episodes`, before the
+    changes that measurement led to, committed before they were first measured, to be measured
+    once: a mirror the speaker's head passes in front of, in every clip; a whiteboard slid in and
+    held still; a blue lower third in every clip, whole, with another name in each (a graphic)."""
+    names = ("ANA RUIZ, MAYOR", "TOM BELL, FARMER", "LI WEI, ENGINEER", "SARA OKO, NURSE")
+    return [
+        EpisodeCase(
+            "mirror behind the speaker",
+            tuple(render(f"mirror, clip {i}", background=_mirror, seed=81 + i, t0=3.9 * i) for i in range(4)),
+        ),
+        EpisodeCase(
+            "whiteboard slid in and held still",
+            (render("whiteboard slid in and held still", seconds=4.5, foreground_t=_whiteboard, seed=85),),
+        ),
+        EpisodeCase(
+            "lower third with another name in every clip",
+            tuple(
+                render(
+                    f"lower third, clip {i}",
+                    seed=86 + i,
+                    t0=2.9 * i,
+                    overlay=_banner((0, 410, 330, 56), (30, 60, 150), name, (255, 255, 255)),
+                )
+                for i, name in enumerate(names)
+            ),
+        ),
+    ]
+
+
 def held_out_cases() -> list[Case]:
     """Written after the rule of commit 02430c7 was frozen, committed before they were first
     measured, and measured once (README, `nwt-data mask`): overlays of the kinds the rule was
