@@ -12,7 +12,7 @@ import numpy as np
 from nwt_data.config import MaskConfig
 from nwt_data.curation.episode import ClipPlan, set_pieces
 from nwt_data.curation.overlay import OverlayPlan, PlannedBox, plan_overlays, sample_clip
-from nwt_data.curation.synthetic import Case, development_episodes, held_out_cases_2, score
+from nwt_data.curation.synthetic import Case, development_episodes, held_out_cases_2, held_out_episodes, score
 from nwt_data.stages.mask import clear_plan_leftovers
 from nwt_data.workspace import Workspace
 
@@ -50,6 +50,14 @@ def test_no_evidence_from_fewer_than_three_clips_or_from_a_box_that_comes_and_go
     coming = PlannedBox(SIGN, "banner", ((1.5, math.inf),))
     episode = [clip([coming], {SIGN: 200})] + [clip([sign], {SIGN: 200})] * 3
     assert set_pieces(episode[0], episode, 0.5) == []
+
+
+def test_a_piece_the_subject_passes_in_front_of_still_counts() -> None:
+    sign = PlannedBox(SIGN, "banner", WHOLE)
+    hidden = PlannedBox(SIGN, "banner", ((-math.inf, 0.75), (1.0, math.inf)))  # a gap: the head in front
+    episode = [clip([hidden], {SIGN: 200})] + [clip([sign], {SIGN: 200}) for _ in range(3)]
+    assert set_pieces(episode[0], episode, 1.0) == [hidden]
+    assert set_pieces(episode[1], episode, 1.0) == [sign]
 
 
 def test_a_piece_split_into_other_boxes_in_one_clip_still_counts_but_a_new_picture_does_not() -> None:
@@ -105,10 +113,11 @@ def test_development_episodes_sign_and_window_spared_side_boxes_painted() -> Non
             assert s.overlay_masked == s.overlay_frames, case.name  # and the side boxes stay painted
 
 
-def test_a_sheet_held_still_for_a_moment_is_not_a_graphic() -> None:
+def test_a_sheet_or_a_tablet_held_still_for_a_while_is_not_a_graphic() -> None:
     (sheet,) = [c for c in held_out_cases_2() if c.name.startswith("sheet")]
-    plan = _plans((sheet,))[0].plan
-    assert not plan, plan.boxes
+    (tablet,) = [e.clips[0] for e in held_out_episodes() if e.name.startswith("tablet")]
+    for plan in _plans((sheet, tablet)):
+        assert not plan.plan, plan.plan.boxes
 
 
 def test_mask_clears_the_leftovers_of_killed_plan_writers_only(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 Within one clip, a sign on the back wall, a bright window or a screen with the show's logo look like
 a graphic: static, sharp, rectangular, some with text (the synthetic `held_out_cases_2` were painted
 by the graphic rule for exactly that reason). Across the clips of an episode they differ: the set
-stands in (nearly) every clip, at the same place in the source frame and with the same look, for
-each whole clip, while the overlays the paper masks ("seemingly random side overlays", Appendix D
-step 6) come and go, or change their picture, from clip to clip. So a planned box that stays the
-whole clip in at least `share` of the episode's clips (and `MIN_CLIPS` clips at least) is not
-painted: there, that clip's whole-clip boxes cover it (however the rule split it into boxes) and the
+stands in (nearly) every clip, at the same place in the source frame with the same look, from each
+clip's start to its end (with gaps where the subject passes in front of it), while the overlays the
+paper masks ("seemingly random side overlays", Appendix D step 6) come and go, or change their
+picture, from clip to clip. So a planned box seen from its clip's start to its end is not painted
+when at least `share` of the episode's clips (and `MIN_CLIPS` clips at least) show it so: there,
+that clip's boxes seen from start to end cover it (however the rule split it into boxes) and the
 clip's still (its median frame: the set without the moving subject) shows the same picture in it.
 
 What this spares besides the set: a graphic that never leaves and never changes in the episode (a
@@ -50,12 +51,12 @@ class ClipPlan:
         return x + self.origin[0], y + self.origin[1], w, h
 
     def covers(self, box: Box) -> bool:
-        """This clip's whole-clip boxes paint at least COVER of `box` (source pixels), however the
-        rule split the thing into boxes here."""
+        """This clip's boxes seen from its start to its end paint at least COVER of `box` (source
+        pixels), however the rule split the thing into boxes here."""
         x, y, w, h = self.in_crop(box)
         painted = np.zeros((h, w), bool)
         for b in self.plan.boxes:
-            if b.whole_clip:
+            if b.through_clip:
                 bx, by, bw, bh = b.box
                 painted[max(0, by - y) : max(0, by + bh - y), max(0, bx - x) : max(0, bx + bw - x)] = True
         return bool(painted.mean() >= COVER)
@@ -81,8 +82,8 @@ class ClipPlan:
 
 
 def shows_the_same(clip: ClipPlan, other: ClipPlan, box: Box) -> bool:
-    """`other` paints `box` (source pixels) for its whole clip, and its still shows there what
-    `clip`'s does."""
+    """`other` paints `box` (source pixels) from its start to its end, and its still shows there
+    what `clip`'s does."""
     if not other.covers(box):
         return False
     a, b = clip.look(box), other.look(box)
@@ -90,14 +91,15 @@ def shows_the_same(clip: ClipPlan, other: ClipPlan, box: Box) -> bool:
 
 
 def set_pieces(clip: ClipPlan, episode: Sequence[ClipPlan], share: float) -> list[PlannedBox]:
-    """The boxes of `clip`'s plan that are the set's: on screen for the whole clip, and so in at least
-    `share` of the episode's clips (`episode` includes `clip`)."""
+    """The boxes of `clip`'s plan that are the set's: on screen from the clip's start to its end
+    (gaps are the subject passing in front: a graphic is drawn over it), and so in at least `share`
+    of the episode's clips (`episode` includes `clip`)."""
     if len(episode) < MIN_CLIPS:
         return []
     found = []
     for planned in clip.plan.boxes:
-        if not planned.whole_clip:
-            continue  # it comes or goes: a graphic
+        if not planned.through_clip:
+            continue  # it comes or goes: a graphic (a gap between is something passing in front)
         box = clip.in_source(planned.box)
         if sum(shows_the_same(clip, other, box) for other in episode) >= share * len(episode):
             found.append(planned)

@@ -87,6 +87,11 @@ class PlannedBox:
     def whole_clip(self) -> bool:
         return self.spans == WHOLE_CLIP
 
+    @property
+    def through_clip(self) -> bool:
+        """On screen from the clip's start to its end, maybe with gaps (something passed in front)."""
+        return bool(self.spans) and self.spans[0][0] == -math.inf and self.spans[-1][1] == math.inf
+
 
 @dataclass(frozen=True)
 class OverlayPlan:
@@ -366,6 +371,8 @@ def plan_overlays(
             if not is_inset and not any(inside(c.median(), box) for c in captions):
                 continue  # a banner counts only with a caption in it: skip the per-sample check
             track = _Track(boxes=[box if _lines_present(g, box) else None for g in small])
+            if is_inset and _moved_in(track, seen_bright):
+                continue  # a bright thing held still a while (a tablet), not a picture-in-picture
             (insets if is_inset else banners).append(track)
 
     planned: list[PlannedBox] = []
@@ -415,6 +422,8 @@ def still(grays: Sequence[np.ndarray]) -> np.ndarray:
 def _moved_in(track: _Track, seen: Sequence[Sequence[Box]], overlap: float = 0.3) -> bool:
     """A box of about this track's size overlaps it in a sample next to one of its runs (the track
     is not there): the same object a little elsewhere, moving into or out of its place."""
+    if not track.seen():
+        return False
     med = track.median()
     area = med[2] * med[3]
     present = [b is not None for b in track.boxes]
