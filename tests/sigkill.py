@@ -65,7 +65,7 @@ class Interrupted:
         )
 
 
-def _live_group_members(pgid: int) -> list[str]:
+def live_group_members(pgid: int) -> list[str]:
     """Processes (not zombies) still in process group `pgid`, as 'pid command'; Linux only."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -177,7 +177,7 @@ def kill_repeatedly(
         assert killed or code == 0, f"nwt-data {' '.join(args)} failed:\n{log.read_text()[-3000:]}"
         if sys.platform == "linux":
             deadline = time.monotonic() + 5
-            while (orphans := _live_group_members(proc.pid)) and time.monotonic() < deadline:
+            while (orphans := live_group_members(proc.pid)) and time.monotonic() < deadline:
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -237,7 +237,22 @@ def row_differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]
 
 
 def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """The files under `folder`, none when it is gone.
+
+    The progress probes walk folders a live run is renaming and removing (a finished temp folder
+    moved into place, a killed run's cleared at start-up): what vanishes mid-walk is not counted,
+    where Path.rglob would raise FileNotFoundError.
+    """
+    return sorted(Path(top, name) for top, _, names in os.walk(folder) for name in names
+                  if Path(top, name).is_file())  # fmt: skip
+
+
+def size_of(path: Path) -> int:
+    """The size of a file, 0 when a live run has just renamed or removed it."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def hashes(ws: Path, *folders: str) -> dict[str, str]:

@@ -35,6 +35,7 @@ from sigkill import (
     read_table,
     row_differences,
     run_to_end,
+    size_of,
 )
 
 pytestmark = pytest.mark.slow
@@ -138,7 +139,7 @@ def fetch_progress(ws: Path) -> tuple[int, ...]:
     done = count_where(ws, "SELECT COUNT(*) FROM episodes WHERE fetch_status = 'done'")
     on_disk = len(list((ws / "episodes").glob("*.mp4"))) if (ws / "episodes").is_dir() else 0
     work = files_under(ws / "tmp" / "fetch") if (ws / "tmp" / "fetch").is_dir() else []
-    return done, on_disk - done, sum(p.stat().st_size for p in work)
+    return done, on_disk - done, sum(size_of(p) for p in work)
 
 
 def segment_progress(ws: Path) -> tuple[int, ...]:

@@ -3,10 +3,15 @@ schema check and the per-site download limit, through the real CLI, SQLite, ffmp
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
 import pickle
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +21,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sigkill import live_group_members
 
 from nwt_data.catalog import Catalog, Failure
 from nwt_data.config import MaskConfig, RunConfig
@@ -287,3 +293,66 @@ def test_dispatch_bounds_what_is_in_flight_and_per_site() -> None:
     dispatch.finished("0")
     assert dispatch.take() == ("1", "a/2")  # in manifest order within the site
     assert dispatch.in_flight() == 2 and bool(dispatch)  # b/1 and a/2; a/3 and b/2 wait
+
+
+# A stage for the local executor's worker processes, as a module they can import: each item marks
+# its start, works for a second, then marks its end, in the folder given on the command line.
+_SLOW_STAGE = """
+import sys, time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nwt_data.config import RunConfig
+from nwt_data.executors.local import LocalExecutor
+from nwt_data.runner import Stage
+
+
+@dataclass(frozen=True)
+class Slow(Stage[str, str]):
+    out: str
+    config: Any = None
+    name = "slow"
+
+    def work(self, item: str) -> str:
+        (Path(self.out) / f"{item}.started").touch()
+        time.sleep(1.0)
+        (Path(self.out) / f"{item}.done").touch()
+        return item
+
+
+if __name__ == "__main__":
+    executor = LocalExecutor(RunConfig(local_mode="processes"), workers=2, mode="processes")
+    executor.run(Slow(sys.argv[1]), [(str(i), str(i)) for i in range(6)], lambda outcome: None)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads process groups from /proc")
+def test_worker_processes_die_with_a_killed_driver(tmp_path: Path) -> None:
+    """`kill -9` of a run in processes mode: its workers must not go on writing into the workspace."""
+    (tmp_path / "slow_stage.py").write_text(_SLOW_STAGE)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    driver = subprocess.Popen([sys.executable, "-m", "slow_stage", str(out)], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*.started"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert driver.poll() is None and len(list(out.glob("*.started"))) == 2, "both workers busy"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 5
+        while (left := live_group_members(driver.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == [], f"worker processes outlived a kill -9 of their driver: {left}"
+        written = sorted(p.name for p in out.iterdir())
+        time.sleep(1.5)  # longer than an item's work
+        assert sorted(p.name for p in out.iterdir()) == written
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)

@@ -8,6 +8,11 @@ OpenCV); processes suit work that holds the GIL in Python. Each stage says which
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -33,7 +38,8 @@ class LocalExecutor:
     def _pool(self, n: int) -> Executor:
         if self.mode == "processes" and n > 1:
             # forkserver: forking the driver (threads, an open SQLite handle) is not safe.
-            return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver"))
+            return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver"),
+                                       initializer=exit_with_driver, initargs=(os.getpid(),))  # fmt: skip
         return ThreadPoolExecutor(max_workers=n)
 
     def run(self, stage: Stage[Any, Any], items: Sequence[tuple[str, Any]],
@@ -56,3 +62,38 @@ class LocalExecutor:
                 for future in running:
                     future.cancel()
                 raise
+
+
+def exit_with_driver(driver: int) -> None:
+    """Worker initializer: die when the driver does, even by `kill -9`.
+
+    Otherwise the pool's workers outlive a killed driver: each finishes its item and the ones queued
+    for it, writing into the workspace after the stage lock is gone, while the next run clears and
+    rewrites the same folders; then they wait forever on a queue no one feeds. Their ffmpeg children
+    die with them (PR_SET_PDEATHSIG in nwt_data.media.ffmpeg).
+    """
+    threading.Thread(target=_wait_for_exit, args=(driver,), name="nwt-driver-watch", daemon=True).start()
+
+
+def _wait_for_exit(pid: int) -> None:
+    try:
+        handle = os.pidfd_open(pid)  # Linux: readable once the process has exited
+    except ProcessLookupError:
+        handle = None  # already gone
+    except (AttributeError, OSError):  # not Linux, or an old kernel: poll
+        while _alive(pid):
+            time.sleep(0.2)
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
