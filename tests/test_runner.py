@@ -215,7 +215,14 @@ def test_a_catalog_from_a_newer_nwt_is_refused(tmp_path: Path, cli) -> None:
 
 
 class _Counting(http.server.SimpleHTTPRequestHandler):
-    """Serves files slowly and counts how many requests are in progress at once."""
+    """Answers each request after 0.3 s and counts the requests waiting for an answer at once.
+
+    A request stops counting before its answer is sent, so the next request of a client that goes
+    one at a time (it needs that answer first) always finds the count back at zero. Counting until
+    the handler returns instead is racy: yt-dlp reads only the headers of its first GET, hangs up
+    and sends the download's GET, which can arrive while the first handler has yet to run its last
+    lines. Downloads from one site started together all wait 0.3 s at once: the count then exceeds 1.
+    """
 
     lock = threading.Lock()
     now = 0
@@ -228,10 +235,10 @@ class _Counting(http.server.SimpleHTTPRequestHandler):
             cls.most = max(cls.most, cls.now)
         try:
             time.sleep(0.3)
-            super().do_GET()
         finally:
             with cls.lock:
                 cls.now -= 1
+        super().do_GET()
 
     def log_message(self, *args: Any) -> None:
         pass
