@@ -11,8 +11,15 @@ import numpy as np
 
 from nwt_data.config import MaskConfig
 from nwt_data.curation.episode import ClipPlan, set_pieces
-from nwt_data.curation.overlay import OverlayPlan, PlannedBox, plan_overlays, sample_clip
-from nwt_data.curation.synthetic import Case, development_episodes, held_out_cases_2, held_out_episodes, score
+from nwt_data.curation.overlay import OverlayPlan, PlannedBox, merge_lines, plan_overlays, sample_clip
+from nwt_data.curation.synthetic import (
+    Case,
+    development_episodes,
+    held_out_cases_2,
+    held_out_episodes,
+    held_out_episodes_2,
+    score,
+)
 from nwt_data.stages.mask import clear_plan_leftovers
 from nwt_data.workspace import Workspace
 
@@ -131,3 +138,21 @@ def test_mask_clears_the_leftovers_of_killed_plan_writers_only(tmp_path: Path) -
         fcntl.flock(writer, fcntl.LOCK_EX)
         clear_plan_leftovers(ws)
     assert not dead.exists() and busy.exists()
+
+
+def test_text_split_at_a_word_gap_in_some_frames_is_one_line() -> None:
+    # The detector read "SARA OKO, NURSE" as two boxes in one sample and one in the next.
+    assert merge_lines([(7, 427, 145, 31), (138, 428, 96, 30)]) == [(7, 427, 227, 31)]
+    assert merge_lines([(7, 427, 228, 32)]) == [(7, 427, 228, 32)]
+    # Two lines, one above the other, and two words far apart stay apart.
+    assert len(merge_lines([(0, 400, 100, 30), (0, 440, 100, 30)])) == 2
+    assert len(merge_lines([(0, 400, 100, 30), (200, 400, 100, 30)])) == 2
+
+
+def test_a_lower_third_with_another_name_in_every_clip_is_painted_in_every_clip() -> None:
+    (names,) = [e for e in held_out_episodes_2() if e.name.startswith("lower third")]
+    plans = _plans(names.clips)
+    for case, plan in zip(names.clips, plans, strict=True):
+        painted = plan.plan.without(set_pieces(plan, plans, MaskConfig().set_piece_share))
+        s = score(case.frames[0].shape[:2], case.truth, [painted.boxes_at(t) for t in case.times])
+        assert s.overlay_masked == s.overlay_frames, case.name

@@ -9,7 +9,8 @@ paper masks ("seemingly random side overlays", Appendix D step 6) come and go, o
 picture, from clip to clip. So a planned box seen from its clip's start to its end is not painted
 when at least `share` of the episode's clips (and `MIN_CLIPS` clips at least) show it so: there,
 that clip's boxes seen from start to end cover it (however the rule split it into boxes) and the
-clip's still (its median frame: the set without the moving subject) shows the same picture in it.
+clip's still (its median frame: the set without the moving subject) shows the same picture in it
+(another name on a lower third in each clip is another picture).
 
 What this spares besides the set: a graphic that never leaves and never changes in the episode (a
 channel's corner logo). The model learns such a static thing as part of the set, which is what the
@@ -28,9 +29,9 @@ import numpy as np
 from nwt_data.curation.overlay import Box, OverlayPlan, PlannedBox
 
 MIN_CLIPS = 3  # an episode with fewer clips gives no evidence
-COVER = 0.9  # share of a box another clip's whole-clip boxes must cover
-LOOK_SIDE = 8  # looks are compared at LOOK_SIDE x LOOK_SIDE gray levels...
-LOOK_SLACK = 10.0  # ...and differ by this mean gray level at most
+COVER = 0.9  # share of a box another clip's boxes must cover
+DIFFER_LEVEL = 24  # two looks differ at a pixel of their stills by more than this gray level...
+DIFFER_SHARE = 0.05  # ...in at most this share of the box, for one piece (text that changes: 14-18%)
 
 
 @dataclass(frozen=True)
@@ -62,32 +63,36 @@ class ClipPlan:
         return bool(painted.mean() >= COVER)
 
     def look(self, box: Box) -> np.ndarray | None:
-        """`box` (source pixels) as this clip's still shows it, LOOK_SIDE square; None outside it."""
-        import cv2
-
+        """`box` (source pixels) as this clip's still shows it; None where it leaves the crop."""
         still = self.plan.still
         if still is None:
             return None
         s = still.shape[0] / self.crop_height
         x, y, w, h = self.in_crop(box)
         x0, y0 = max(0, int(x * s)), max(0, int(y * s))
-        x1, y1 = (
-            min(still.shape[1], int(np.ceil((x + w) * s))),
-            min(still.shape[0], int(np.ceil((y + h) * s))),
-        )
+        x1 = min(still.shape[1], int(np.ceil((x + w) * s)))
+        y1 = min(still.shape[0], int(np.ceil((y + h) * s)))
         if x0 != int(x * s) or y0 != int(y * s) or x1 - x0 < 1 or y1 - y0 < 1:
             return None  # the box is not within this clip's crop
-        patch = still[y0:y1, x0:x1]
-        return cv2.resize(patch, (LOOK_SIDE, LOOK_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return still[y0:y1, x0:x1]
 
 
 def shows_the_same(clip: ClipPlan, other: ClipPlan, box: Box) -> bool:
     """`other` paints `box` (source pixels) from its start to its end, and its still shows there
-    what `clip`'s does."""
+    what `clip`'s does: at most DIFFER_SHARE of the pixels differ by more than DIFFER_LEVEL (noise,
+    the codec and light change a little everywhere; another name on a lower third changes its
+    letters' pixels a lot)."""
+    import cv2
+
     if not other.covers(box):
         return False
     a, b = clip.look(box), other.look(box)
-    return a is not None and b is not None and float(np.abs(a - b).mean()) <= LOOK_SLACK
+    if a is None or b is None:
+        return False
+    if a.shape != b.shape:  # crops of other sizes round the box differently
+        b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+    differ = np.abs(a.astype(np.int16) - b.astype(np.int16)) > DIFFER_LEVEL
+    return float(differ.mean()) <= DIFFER_SHARE
 
 
 def set_pieces(clip: ClipPlan, episode: Sequence[ClipPlan], share: float) -> list[PlannedBox]:

@@ -72,7 +72,7 @@ class GraphicRule:
     """Text counts as a caption when its centre is above the first or below the second share of the height."""
 
 
-PLAN_VERSION = 2  # raise when the rule changes what it plans (cached plans are made again)
+PLAN_VERSION = 3  # raise when the rule changes what it plans (cached plans are made again)
 STILL_HEIGHT = 96  # rows of a plan's still: the clip's median sampled frame, scaled down
 WHOLE_CLIP = ((-math.inf, math.inf),)
 
@@ -326,7 +326,7 @@ def plan_overlays(
     for k, (t, boxes) in enumerate(text):
         _pad(texts, k + 1)
         gray = small[int(np.argmin([abs(t - u) for u in times]))]
-        for bx, by, bw, bh in boxes:
+        for bx, by, bw, bh in merge_lines(boxes):
             box = (round(bx * s), round(by * s), max(1, round(bw * s)), max(1, round(bh * s)))
             if box[2] >= 1.5 * box[3]:
                 _track(texts, k, grow_banner(gray, box, rule), 0.5)
@@ -577,10 +577,31 @@ def _lines_present(gray: np.ndarray, box: Box, strength: float = 8.0, share: flo
     return bool(checks) and all(np.count_nonzero(c >= strength) >= share * c.size for c in checks)
 
 
+def merge_lines(boxes: Sequence[Box]) -> list[Box]:
+    """Text boxes on one line, less than a line height apart, as one box: the detector splits a line
+    at a word gap in some frames and not in others, and a caption must keep one shape to be tracked."""
+    out: list[Box] = []
+    for box in sorted(boxes):
+        x, y, w, h = box
+        for i, (ox, oy, ow, oh) in enumerate(out):
+            overlap = min(y + h, oy + oh) - max(y, oy)
+            if overlap >= 0.5 * min(h, oh) and x - (ox + ow) <= max(h, oh):
+                x0, y0 = min(x, ox), min(y, oy)
+                out[i] = (x0, y0, max(x + w, ox + ow) - x0, max(y + h, oy + oh) - y0)
+                break
+        else:
+            out.append(box)
+    return out
+
+
 def caption_lines(boxes: Sequence[Box], height: int, rule: GraphicRule | None = None) -> list[Box]:
     """The text boxes that could be a caption: wide lines (the rule's text tracks) in a caption band."""
     low, high = (rule or GraphicRule()).caption_bands
-    return [b for b in boxes if b[2] >= 1.5 * b[3] and not low * height < b[1] + b[3] / 2 < high * height]
+    return [
+        b
+        for b in merge_lines(boxes)
+        if b[2] >= 1.5 * b[3] and not low * height < b[1] + b[3] / 2 < high * height
+    ]
 
 
 class TextSampler:
