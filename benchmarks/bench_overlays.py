@@ -13,10 +13,11 @@ rule was then extended on; `development_episodes`: set pieces in every clip of a
 evidence across an episode was built on), and the held-out cases (`held_out_cases`: overlays;
 `held_out_cases_2`: overlay-free set pieces, one clip each; `held_out_episodes`: set pieces and side
 boxes in episodes; `held_out_episodes_2`: a mirror the speaker passes in front of, a whiteboard held
-still, a lower third with another name in each clip), each written after the rule was frozen and
-measured once before any change.
+still, a lower third with another name in each clip; `held_out_episodes_3`: a framed photo under
+camera noise and changing exposure, a side box with another picture in each clip, a news ticker),
+each written after the rule was frozen and measured once before any change.
 Clips of an episode are planned alone, then what the episode shows as the set is spared, as `nwt-data
-mask` does. `--only development` (or `evaluation`, `held-out`, `held-out-2`, ..., `held-out-4`) runs one.
+mask` does. `--only development` (or `evaluation`, `held-out`, `held-out-2`, ..., `held-out-5`) runs one.
 Run with `python benchmarks/bench_overlays.py`.
 """
 
@@ -46,6 +47,7 @@ from nwt_data.curation.synthetic import (
     held_out_cases_2,
     held_out_episodes,
     held_out_episodes_2,
+    held_out_episodes_3,
     score,
 )
 from nwt_data.stages.mask import OverlayRule, overlay_boxes
@@ -108,7 +110,7 @@ def single_clips(make: Callable[[], list[Case]]) -> Callable[[], list[EpisodeCas
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sets = ("evaluation", "development", "held-out", "held-out-2", "held-out-3", "held-out-4")
+    sets = ("evaluation", "development", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5")
     parser.add_argument("--only", choices=sets, help="run one set")
     args = parser.parse_args(argv)
     config = MaskConfig(workers=1)
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
               ("held out", "held-out", single_clips(held_out_cases)),
               ("held out 2", "held-out-2", single_clips(held_out_cases_2)),
               ("held out 3", "held-out-3", held_out_episodes),
-              ("held out 4", "held-out-4", held_out_episodes_2)]  # fmt: skip
+              ("held out 4", "held-out-4", held_out_episodes_2),
+              ("held out 5", "held-out-5", held_out_episodes_3)]  # fmt: skip
     if SHARED_MEDIA.is_dir():
         groups.insert(0, ("shared/media", "evaluation", single_clips(real_cases)))
     for source, total, make in groups:

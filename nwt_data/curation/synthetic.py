@@ -490,6 +490,88 @@ def held_out_episodes_2() -> list[EpisodeCase]:
     ]
 
 
+def _framed_photo(exposure: float) -> Callable[[np.ndarray], None]:
+    """A framed photo on the wall at the left (a pale mat around a dark picture), in a clip whose
+    camera exposed the set `exposure` times as bright as the others' did."""
+
+    def draw(img: np.ndarray) -> None:
+        img[200:330, 20:124] = (226, 222, 214)
+        img[214:316, 34:110] = (70, 90, 60)
+        img *= exposure
+
+    return draw
+
+
+def _camera_noise(seed: int) -> Callable[[np.ndarray, float], None]:
+    """The camera's own noise on everything it saw (set, set pieces, speaker), new in every frame."""
+    rng = np.random.default_rng(seed)
+
+    def draw(img: np.ndarray, t: float) -> None:
+        img += rng.normal(0, 3, img.shape)
+
+    return draw
+
+
+def _ticker(offset: int) -> Callable[[np.ndarray], None]:
+    """A dark strip along the bottom with headlines scrolling through it (a news ticker)."""
+    state = {"x": offset}
+
+    def draw(img: np.ndarray) -> None:
+        img[474:512] = (20, 20, 60)
+        _text(
+            img,
+            "MARKETS CLOSE HIGHER  *  STORM WARNING IN THE NORTH",
+            (state["x"], 500),
+            (255, 255, 255),
+            0.6,
+        )
+        state["x"] -= 12
+
+    return draw
+
+
+def held_out_episodes_3() -> list[EpisodeCase]:
+    """Written after the rule of commit a2eed7b, committed before they were first measured, to be
+    measured once: a framed photo in every clip under camera noise with the exposure changing from
+    clip to clip; an LWT-style side box in every clip, whole, with another picture in each; a news
+    ticker scrolling along the bottom of every clip."""
+    pictures = ((40, 120, 60), (150, 70, 40), (60, 60, 140), (200, 170, 60))
+    return [
+        EpisodeCase(
+            "framed photo, camera noise, exposure changing by clip",
+            tuple(
+                render(
+                    f"photo, clip {i}",
+                    background=_framed_photo(e),
+                    foreground_t=_camera_noise(90 + i),
+                    seed=90 + i,
+                    t0=4.3 * i,
+                )
+                for i, e in enumerate((1.0, 0.94, 1.05, 0.97))
+            ),
+        ),
+        EpisodeCase(
+            "side box with another picture in every clip",
+            tuple(
+                render(
+                    f"side box, clip {i}",
+                    seed=95 + i,
+                    t0=3.1 * i,
+                    overlay=lambda im, p=p: _side_box(im, SIDE_BOX, "NEWS", p),
+                )
+                for i, p in enumerate(pictures)
+            ),
+        ),
+        EpisodeCase(
+            "news ticker scrolling along the bottom",
+            tuple(
+                render(f"ticker, clip {i}", seed=99 + i, t0=2.7 * i, overlay=_ticker(448 - 150 * i))
+                for i in range(3)
+            ),
+        ),
+    ]
+
+
 def held_out_cases() -> list[Case]:
     """Written after the rule of commit 02430c7 was frozen, committed before they were first
     measured, and measured once (README, `nwt-data mask`): overlays of the kinds the rule was
