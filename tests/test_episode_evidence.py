@@ -156,3 +156,15 @@ def test_a_lower_third_with_another_name_in_every_clip_is_painted_in_every_clip(
         painted = plan.plan.without(set_pieces(plan, plans, MaskConfig().set_piece_share))
         s = score(case.frames[0].shape[:2], case.truth, [painted.boxes_at(t) for t in case.times])
         assert s.overlay_masked == s.overlay_frames, case.name
+
+
+def test_a_piece_seen_at_another_exposure_is_the_same_piece() -> None:
+    sign = PlannedBox(SIGN, "banner", WHOLE)
+    base = clip([sign], {SIGN: 226})
+    episode = [base]
+    for exposure in (0.94, 1.05, 0.97):  # the whole still, set and sign, a few percent darker or brighter
+        other = clip([sign], {SIGN: 226})
+        assert other.plan.still is not None
+        still = np.clip(other.plan.still * exposure, 0, 255).astype(np.uint8)
+        episode.append(ClipPlan(OverlayPlan(other.plan.boxes, still), (0, 0), CROP_HEIGHT))
+    assert all(set_pieces(c, episode, 1.0) == [sign] for c in episode)

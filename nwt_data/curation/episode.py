@@ -79,9 +79,9 @@ class ClipPlan:
 
 def shows_the_same(clip: ClipPlan, other: ClipPlan, box: Box) -> bool:
     """`other` paints `box` (source pixels) from its start to its end, and its still shows there
-    what `clip`'s does: at most DIFFER_SHARE of the pixels differ by more than DIFFER_LEVEL (noise,
-    the codec and light change a little everywhere; another name on a lower third changes its
-    letters' pixels a lot)."""
+    what `clip`'s does: at most DIFFER_SHARE of the pixels differ by more than DIFFER_LEVEL once the
+    two clips' exposures are matched (noise, the codec and light change a little everywhere;
+    another name on a lower third changes its letters' pixels a lot)."""
     import cv2
 
     if not other.covers(box):
@@ -91,7 +91,11 @@ def shows_the_same(clip: ClipPlan, other: ClipPlan, box: Box) -> bool:
         return False
     if a.shape != b.shape:  # crops of other sizes round the box differently
         b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
-    differ = np.abs(a.astype(np.int16) - b.astype(np.int16)) > DIFFER_LEVEL
+    # The camera may expose one clip a few percent brighter than another: compare at one exposure
+    # (the stills' median levels, mostly the set's walls).
+    assert clip.plan.still is not None and other.plan.still is not None
+    exposure = float(np.median(clip.plan.still)) / max(1.0, float(np.median(other.plan.still)))
+    differ = np.abs(a.astype(np.float32) - b.astype(np.float32) * exposure) > DIFFER_LEVEL
     return float(differ.mean()) <= DIFFER_SHARE
 
 
