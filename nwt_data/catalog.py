@@ -715,6 +715,23 @@ class Catalog:
             (faces, *(int(raised[c]) for c in self.FLAG_COLUMNS), names, face_height, speech_ratio, clip_id),
         )
 
+    def overlay_flagged(self) -> list[Clip]:
+        """Usable clips whose overlay flag is raised."""
+        return self.clips("status = 'ok' AND flag_status = 'done' AND flag_overlay = 1")
+
+    def lower_overlay_flags(self, clip_ids: Iterable[str]) -> None:
+        """Lower the overlay flag of these clips (what it found is the set), keeping `flags` in step."""
+        with self.transaction():
+            for clip_id in clip_ids:
+                row = self.conn.execute(
+                    f"SELECT {', '.join(self.FLAG_COLUMNS)} FROM clips WHERE clip_id = ?", (clip_id,)
+                ).fetchone()
+                raised = dict(zip(self.FLAG_COLUMNS, row, strict=True)) | {"flag_overlay": 0}
+                names = ",".join(c.removeprefix("flag_") for c in self.FLAG_COLUMNS if raised[c])
+                self.conn.execute(
+                    "UPDATE clips SET flag_overlay = 0, flags = ? WHERE clip_id = ?", (names, clip_id)
+                )
+
     def mark_flag_failed(self, clip_id: str, *, kind: str, error: str) -> None:
         self.conn.execute(
             "UPDATE clips SET flag_status = 'failed', flag_error_kind = ?, flag_error = ?,"

@@ -321,10 +321,23 @@ def test_mask_spares_what_every_clip_of_the_episode_shows_and_paints_what_comes_
     for option in ("--spare-set-pieces", "--paint-set-pieces"):
         ws = tmp_path / option.strip("-")
         for args in (("fetch", manifest, "-w", ws),
-                     ("segment", "-w", ws, "--crop", "center", "--segment-time", "3"),
-                     ("mask", "-w", ws, "--include-unreviewed", "-j", "2", option)):  # fmt: skip
+                     ("segment", "-w", ws, "--crop", "center", "--segment-time", "3")):  # fmt: skip
             result = cli(*args)
             assert result.exit_code == 0, result.output
+        if option == "--spare-set-pieces":
+            # The flag agrees: raised for the panel's clip only (the sign's lowered at the run's end);
+            # its plans are mask's (kept, then read back by mask, not made again).
+            assert cli("flag", "-w", ws, "-j", "2").exit_code == 0
+            flagged = [c["flag_overlay"] for c in Catalog(ws / "catalog.sqlite").clips("status = 'ok'")]
+            assert flagged == [0, 1, 0, 0], flagged
+            made = {p.name: p.stat().st_mtime_ns for p in (ws / "plans" / "ep").glob("*.json")}
+            assert len(made) == 4
+        result = cli("mask", "-w", ws, "--include-unreviewed", "-j", "2", option)
+        assert result.exit_code == 0, result.output
+        if option == "--spare-set-pieces":
+            assert {p.name: p.stat().st_mtime_ns for p in (ws / "plans" / "ep").glob("*.json")} == made
+            summary = [line for line in result.output.splitlines() if "set piece left unpainted" in line]
+            assert len(summary) == 1 and summary[0].split("│")[-2].strip() == "4", result.output
         clips = Catalog(ws / "catalog.sqlite").clips("mask_status = 'done'")
         assert len(clips) == 4
         masked[option] = [c["masked_fraction"] for c in clips]
@@ -334,9 +347,16 @@ def test_mask_spares_what_every_clip_of_the_episode_shows_and_paints_what_comes_
         ]
     # Output pixels: 224 x 256; the crop is 315 x 360 from x 162: the sign is 70 x 90, the panel 100 x 60.
     sign, panel = 70 * 90 / (315 * 360), 100 * 60 / (315 * 360)
-    # The plans are read back from the cache, not made again.
+    # The plans are read back from the cache, not made again; the flag stage's is the one mask makes.
     workspace = Workspace.open(ws)
     assert all(clip_plan(workspace, c, MaskConfig(), make=False) is not None for c in clips)
+    flagged_ws = Workspace.open(tmp_path / "spare-set-pieces")
+    for clip in Catalog(flagged_ws.catalog_path).clips("status = 'ok'"):
+        path = flagged_ws.plans_dir / "ep" / f"{clip['clip_id']}.json"
+        by_flag = json.loads(path.read_text())["plan"]
+        path.unlink()
+        remade = clip_plan(flagged_ws, clip, MaskConfig())
+        assert remade is not None and remade.to_json() == by_flag
     spared, painted = masked["--spare-set-pieces"], masked["--paint-set-pieces"]
     assert spared[0] == spared[2] == spared[3] == 0, spared
     assert spared[1] == pytest.approx(panel, rel=0.25), spared

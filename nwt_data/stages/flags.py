@@ -19,7 +19,10 @@ the Haar cascade that ships inside the OpenCV wheel (`cv2.data.haarcascades`):
 - overlay: what `nwt-data mask` will paint, with the workspace's [mask] settings. With the default
   `graphic` rule (nwt_data.curation.overlay): any box of the clip's overlay plan (rectangular bright
   panels, static inset or banner boxes, captions found by the OCR text detector on `text_fps` frames).
-  With `overlay_rule = "paper"`: the paper's heuristic (`overlay_boxes`) in at least
+  The plan is kept in the workspace's plan cache for mask (when `sample_fps` equals the [mask]
+  `overlay_fps`, the samples are mask's); at the end of the run, the flag of a clip whose every box
+  is a set piece its episode's other clips show (nwt_data.curation.episode) is lowered, as mask
+  spares them. With `overlay_rule = "paper"`: the paper's heuristic (`overlay_boxes`) in at least
   `overlay_min_share` of the sampled frames, or a static inset box (picture-in-picture), which that
   heuristic cannot see: an axis-aligned rectangle whose sides are straight, sharp edges at the same
   place in every sampled frame.
@@ -57,7 +60,7 @@ from nwt_data.errors import ConfigError, MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames_with_thumbs
 from nwt_data.runner import Selection, Stage, run_stage
 from nwt_data.stages import StageReport
-from nwt_data.stages.mask import OverlayRule, overlay_boxes
+from nwt_data.stages.mask import OverlayRule, clip_plan, episode_plan, overlay_boxes, store_plan
 from nwt_data.workspace import Workspace
 
 FLAG_NAMES = tuple(c.removeprefix("flag_") for c in Catalog.FLAG_COLUMNS)
@@ -593,6 +596,9 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
     else:  # no speech at all
         levels = np.full(1, -np.inf)
         speech = 0.0
+    plan = plan_overlays(sample_times, grays, text.result()) if graphic else None
+    if plan is not None and config.sample_fps == config.mask.overlay_fps:
+        store_plan(ws, row, config.mask, plan)  # the samples mask's plan reads: mask reuses it
     return ClipMeasures(
         frames=len(times),
         sampled=sampled,
@@ -602,9 +608,7 @@ def measure_clip(ws: Workspace, row: Any, config: FlagConfig) -> ClipMeasures:
         insets=tuple(insets),
         voiced_share=float((levels >= config.silence_db).mean()),
         loudest_db=float(levels.max()),
-        graphic=tuple(b.box for b in plan_overlays(sample_times, grays, text.result()).boxes)
-        if graphic
-        else None,
+        graphic=tuple(b.box for b in plan.boxes) if plan is not None else None,
         face_heights=tuple(round(h, 4) for h in heights),
         speech_ratio=round(speech, 4),
     )
@@ -657,6 +661,30 @@ class FlagStage(Stage[Clip, FlagResult]):
 
     def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
         catalog.mark_flag_failed(key, kind=error.kind, error=error.one_line())
+
+    def finish(self, catalog: Catalog, report: StageReport) -> None:
+        """Lower the overlay flag of clips whose every box is the set's, by the evidence of their
+        episode's other clips (as mask spares them): possible once the episode is flagged, so here,
+        over every flagged clip (a run killed before this point is put right by the next)."""
+        mask = self.config.mask
+        if not (self.config.overlay and mask.overlay_rule == "graphic" and mask.spare_set_pieces):
+            return
+        if self.config.sample_fps != mask.overlay_fps:
+            return  # the flag's plans are not mask's: no evidence to share
+        flagged = catalog.overlay_flagged()
+        footage = catalog.episode_footage({c.episode_id for c in flagged})
+        lowered = []
+        for clip in flagged:
+            try:
+                if clip_plan(self.ws, clip, mask, make=False) is None:
+                    continue  # flagged before plans were kept: `flag --redo` makes them
+                if not episode_plan(self.ws, clip, footage[clip.episode_id], mask, made_only=True):
+                    lowered.append(clip.clip_id)
+            except MediaError:
+                continue  # its file is gone: mask will say so
+        catalog.lower_overlay_flags(lowered)
+        if lowered:
+            report.add("overlay flags lowered: the set, seen in the episode's other clips", len(lowered))
 
 
 def run_flags(ws: Workspace, catalog: Catalog, config: FlagConfig, console: Console, *,

@@ -10,6 +10,7 @@ spectrogram. Outputs go to `prepared/EP/CLIP/`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -17,7 +18,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -212,10 +213,20 @@ def _plan_key(ws: Workspace, row: Any, config: MaskConfig) -> dict[str, Any]:
     return json.loads(json.dumps(key))  # as it reads back (tuples become lists)
 
 
+@contextlib.contextmanager
+def _plan_locked(ws: Workspace, row: Any) -> Iterator[Path]:
+    """The clip's plan file, under its lock: workers that need one plan wait for the one making it."""
+    path = ws.plans_dir / row["episode_id"] / f"{row['clip_id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield path
+
+
 def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True) -> OverlayPlan | None:
     """The graphic rule's plan of one clip (its boxes before the episode's evidence), from the cache
-    in `plans/` when it was made from the same file and settings; made and stored otherwise (None
-    then unless `make`). A lock per clip makes workers that need one plan wait for the one making it."""
+    in `plans/` when it was made from the same file and settings (by mask, report or flag); made
+    and stored otherwise (None then unless `make`)."""
     import av
 
     if not (ws.root / row["path"]).is_file():
@@ -223,11 +234,8 @@ def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True)
             f"clip file {row['path']} is missing",
             hint=f"run `nwt-data segment --redo -e {row['episode_id']}`",
         )
-    path = ws.plans_dir / row["episode_id"] / f"{row['clip_id']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = _plan_key(ws, row, config)
-    with open(path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _plan_locked(ws, row) as path:
         try:
             cached = json.loads(path.read_text())
             if cached["key"] == key:
@@ -247,6 +255,13 @@ def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True)
             ) from err
         write_atomic(path, json.dumps({"key": key, "plan": plan.to_json()}).encode())
         return plan
+
+
+def store_plan(ws: Workspace, row: Any, config: MaskConfig, plan: OverlayPlan) -> None:
+    """Cache a plan made elsewhere from the same samples `clip_plan` reads (the flag stage's pass)."""
+    key = _plan_key(ws, row, config)
+    with _plan_locked(ws, row) as path:
+        write_atomic(path, json.dumps({"key": key, "plan": plan.to_json()}).encode())
 
 
 def clear_plan_leftovers(ws: Workspace) -> None:
@@ -293,6 +308,7 @@ class Prepared:
     out_frames: int
     masked_frames: int
     masked_fraction: float
+    set_pieces: int = 0  # boxes of the clip's plan left unpainted: the episode shows them as the set
 
 
 FRAME_TIME_BASE = Fraction(1, VIDEO_FPS)
@@ -328,7 +344,11 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig, episode: Sequence[
         )
     times = output_times(window.trim_start, row["duration"])
     n = len(times)
-    plan = episode_plan(ws, row, episode, config) if config.overlay_rule == "graphic" else None
+    plan, set_pieces = None, 0
+    if config.overlay_rule == "graphic":
+        plan = episode_plan(ws, row, episode, config)
+        own = clip_plan(ws, row, config)
+        set_pieces = len(own.boxes) - len(plan.boxes) if own is not None else 0
     rule = OverlayRule.for_crop(config, window.crop[3])
     processor = FrameProcessor(window.crop, rule, plan, window.clip_offset)
     # With a worker per core, codec threads only add overhead; with fewer, they use the idle cores.
@@ -367,7 +387,9 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig, episode: Sequence[
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return Prepared(ws.relative(final), n, int(masked_frames), round(painted_total / max(n, 1), 6))
+    return Prepared(
+        ws.relative(final), n, int(masked_frames), round(painted_total / max(n, 1), 6), set_pieces
+    )
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -418,6 +440,7 @@ class MaskStage(Stage[MaskItem, Prepared]):
                               mask_config=output_settings(self.config))  # fmt: skip
         report.add("clips prepared")
         report.add("clips with a masked overlay", result.masked_frames > 0)
+        report.add("clips with a set piece left unpainted", result.set_pieces > 0)
 
     def record_failure(self, catalog: Catalog, key: str, error: NwtError) -> None:
         catalog.mark_mask_failed(key, kind=error.kind, error=error.one_line())
