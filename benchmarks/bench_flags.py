@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import os
 import shutil
@@ -73,8 +74,10 @@ def cpu_count() -> int:
 
 
 def studio_episode(seconds: float) -> Path:
-    """The demo's studio look at 1280x720, 30000/1001 fps, generated once and kept in CACHE_DIR."""
-    out = CACHE_DIR / f"studio-1280x720-30000_1001fps-{seconds:g}s.mp4"
+    """The demo's studio look at 1280x720, 30000/1001 fps, generated once and kept in CACHE_DIR
+    (named by the look's filters, so a changed look is generated again)."""
+    look = hashlib.sha256((STUDIO_BACKGROUND + STUDIO_FILTER).encode()).hexdigest()[:8]
+    out = CACHE_DIR / f"studio-1280x720-30000_1001fps-{seconds:g}s-{look}.mp4"
     if not out.exists():
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.stem}.{os.getpid()}.partial.mp4")
