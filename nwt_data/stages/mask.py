@@ -401,10 +401,16 @@ def output_settings(config: MaskConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(config).items() if k not in _RUN_ONLY}
 
 
+# What the episode's evidence reads of each clip: items carry these alone (an item travels to a worker
+# with its episode's clips, so an episode of n clips costs n² of them).
+EVIDENCE_FIELDS = ("clip_id", "episode_id", "status", "path", "clip_offset", "trim_start", "trim_end",
+                   "crop_x", "crop_y", "crop_w", "crop_h")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class MaskItem:
     clip: Clip
-    episode: tuple[Clip, ...]  # the usable clips of its episode: the evidence of what the set is
+    episode: tuple[dict[str, Any], ...]  # the usable clips of its episode (EVIDENCE_FIELDS): the set
 
 
 @dataclass(frozen=True)
@@ -428,7 +434,8 @@ class MaskStage(Stage[MaskItem, Prepared]):
         earlier = [] if self.retry_failed else catalog.failures("mask")
         evidence = self.config.overlay_rule == "graphic" and self.config.spare_set_pieces
         footage = catalog.episode_footage({r.episode_id for r in rows}) if evidence else {}
-        items = [(r.clip_id, MaskItem(r, tuple(footage.get(r.episode_id, ())))) for r in rows]
+        slim = {e: tuple({k: c[k] for k in EVIDENCE_FIELDS} for c in clips) for e, clips in footage.items()}
+        items = [(r.clip_id, MaskItem(r, slim.get(r.episode_id, ()))) for r in rows]
         return Selection(items, catalog.count_done("mask"), earlier)
 
     def work(self, item: MaskItem) -> Prepared:
