@@ -113,3 +113,8 @@ def set_pieces(clip: ClipPlan, episode: Sequence[ClipPlan], share: float) -> lis
         if sum(shows_the_same(clip, other, box) for other in episode) >= share * len(episode):
             found.append(planned)
     return found
+
+
+def to_paint(clip: ClipPlan, episode: Sequence[ClipPlan], share: float) -> OverlayPlan:
+    """`clip`'s plan less its set pieces (`set_pieces`)."""
+    return clip.plan.without(set_pieces(clip, episode, share))

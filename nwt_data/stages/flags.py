@@ -54,13 +54,14 @@ from rich.console import Console
 
 from nwt_data.catalog import Catalog, Clip
 from nwt_data.config import MaskConfig, RunConfig, default_workers, to_dict
+from nwt_data.curation.episode import MIN_CLIPS, to_paint
 from nwt_data.curation.overlay import TextSampler, plan_overlays
 from nwt_data.curation.speech import speech_ratio
 from nwt_data.errors import ConfigError, MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, kept_audio, kept_frames_with_thumbs
 from nwt_data.runner import Selection, Stage, run_stage
 from nwt_data.stages import StageReport
-from nwt_data.stages.mask import OverlayRule, clip_plan, episode_plan, overlay_boxes, store_plan
+from nwt_data.stages.mask import OverlayRule, episode_plans, overlay_boxes, store_plan
 from nwt_data.workspace import Workspace
 
 FLAG_NAMES = tuple(c.removeprefix("flag_") for c in Catalog.FLAG_COLUMNS)
@@ -671,17 +672,19 @@ class FlagStage(Stage[Clip, FlagResult]):
             return
         if self.config.sample_fps != mask.overlay_fps:
             return  # the flag's plans are not mask's: no evidence to share
-        flagged = catalog.overlay_flagged()
-        footage = catalog.episode_footage({c.episode_id for c in flagged})
+        flagged: dict[str, list[Clip]] = {}
+        for clip in catalog.overlay_flagged():
+            flagged.setdefault(clip.episode_id, []).append(clip)
         lowered = []
-        for clip in flagged:
-            try:
-                if clip_plan(self.ws, clip, mask, make=False) is None:
-                    continue  # flagged before plans were kept: `flag --redo` makes them
-                if not episode_plan(self.ws, clip, footage[clip.episode_id], mask, made_only=True):
+        for episode_id, clips in catalog.episode_footage(flagged).items():
+            # Each plan read once per episode (flagged before plans were kept: `flag --redo` makes them).
+            plans = episode_plans(self.ws, clips, mask, made_only=True)
+            if len(plans) < MIN_CLIPS:
+                continue
+            for clip in flagged[episode_id]:
+                if clip.clip_id in plans and not to_paint(plans[clip.clip_id], list(plans.values()),
+                                                          mask.set_piece_share):  # fmt: skip
                     lowered.append(clip.clip_id)
-            except MediaError:
-                continue  # its file is gone: mask will say so
         catalog.lower_overlay_flags(lowered)
         if lowered:
             report.add("overlay flags lowered: the set, seen in the episode's other clips", len(lowered))

@@ -31,7 +31,7 @@ from nwt_data.audio import SAMPLES_PER_FRAME, VIDEO_FPS, mel_frames_for, mel_spe
 from nwt_data.catalog import Catalog, Clip
 from nwt_data.config import OUTPUT_HEIGHT, OUTPUT_WIDTH, MaskConfig, RunConfig, to_dict
 from nwt_data.contract import write_atomic
-from nwt_data.curation.episode import MIN_CLIPS, ClipPlan, set_pieces
+from nwt_data.curation.episode import MIN_CLIPS, ClipPlan, to_paint
 from nwt_data.curation.overlay import PLAN_VERSION, GraphicRule, OverlayPlan, plan_overlays, sample_clip
 from nwt_data.errors import MediaError, NwtError
 from nwt_data.media.clip import ClipWindow, audio_span, held_frames, sampled_frames
@@ -276,6 +276,22 @@ def clear_plan_leftovers(ws: Workspace) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def episode_plans(ws: Workspace, episode: Sequence[Any], config: MaskConfig, *, made_only: bool = False,
+                  start: int = 0) -> dict[str, ClipPlan]:  # fmt: skip
+    """The plans of an episode's clips, by clip id, from `start` round (so workers on one episode make
+    different plans at first); `made_only`: only those made earlier. A damaged clip gives none (its
+    own run reports it)."""
+    plans = {}
+    for row in [*episode[start:], *episode[:start]]:
+        try:
+            plan = clip_plan(ws, row, config, make=not made_only)
+        except MediaError:
+            continue
+        if plan is not None:
+            plans[row["clip_id"]] = ClipPlan(plan, (row["crop_x"], row["crop_y"]), row["crop_h"])
+    return plans
+
+
 def episode_plan(ws: Workspace, row: Any, episode: Sequence[Any], config: MaskConfig, *,
                  made_only: bool = False) -> OverlayPlan:  # fmt: skip
     """What mask paints in a clip under the graphic rule: its plan less the set pieces the clips of
@@ -285,20 +301,10 @@ def episode_plan(ws: Workspace, row: Any, episode: Sequence[Any], config: MaskCo
     assert plan is not None
     if not (plan and config.spare_set_pieces and len(episode) >= MIN_CLIPS):
         return plan
-    # Start at this clip's neighbours, so workers on one episode make different plans at first.
     index = next((i for i, r in enumerate(episode) if r["clip_id"] == row["clip_id"]), 0)
-    plans = []
-    for other in [*episode[index:], *episode[:index]]:
-        try:
-            same = other["clip_id"] == row["clip_id"]
-            other_plan = plan if same else clip_plan(ws, other, config, make=not made_only)
-        except MediaError:
-            continue  # a damaged clip gives no evidence (its own run reports it)
-        if other_plan is None:
-            continue
-        plans.append(ClipPlan(other_plan, (other["crop_x"], other["crop_y"]), other["crop_h"]))
-    this = ClipPlan(plan, (row["crop_x"], row["crop_y"]), row["crop_h"])
-    return plan.without(set_pieces(this, plans, config.set_piece_share))
+    plans = episode_plans(ws, episode, config, made_only=made_only, start=index)
+    this = plans[row["clip_id"]] = ClipPlan(plan, (row["crop_x"], row["crop_y"]), row["crop_h"])
+    return to_paint(this, list(plans.values()), config.set_piece_share)
 
 
 # --- per-clip work ----------------------------------------------------------------------------
