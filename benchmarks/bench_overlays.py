@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nwt_data.config import MaskConfig
-from nwt_data.curation.episode import ClipPlan, set_pieces
+from nwt_data.curation.episode import ClipPlan, to_paint
 from nwt_data.curation.overlay import plan_overlays, sample_clip
 from nwt_data.curation.synthetic import (
     Case,
@@ -95,9 +95,7 @@ def measure(episode: EpisodeCase, config: MaskConfig) -> tuple[list[dict[str, ob
         grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in case.frames]
         rule = OverlayRule.for_crop(config, grays[0].shape[0])
         paper = score(grays[0].shape, case.truth, [overlay_boxes(g, rule) for g in grays])
-        plan = clip.plan.without(
-            set_pieces(clip, plans, config.set_piece_share) if config.spare_set_pieces else []
-        )
+        plan = to_paint(clip, plans, config.set_piece_share) if config.spare_set_pieces else clip.plan
         graphic = score(grays[0].shape, case.truth, [plan.boxes_at(t) for t in case.times])
         out.append({"paper": paper, "graphic": graphic})
     return out, cpu

@@ -74,7 +74,6 @@ class GraphicRule:
 
 PLAN_VERSION = 4  # raise when the rule changes what it plans (cached plans are made again)
 STILL_HEIGHT = 96  # rows of a plan's still: the clip's median sampled frame, scaled down
-WHOLE_CLIP = ((-math.inf, math.inf),)
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,6 @@ class PlannedBox:
     box: Box  # crop pixels
     kind: str  # 'bright', 'inset', 'banner' or 'text'
     spans: tuple[tuple[float, float], ...]  # episode-time intervals [start, end) to paint in
-
-    @property
-    def whole_clip(self) -> bool:
-        return self.spans == WHOLE_CLIP
 
     @property
     def through_clip(self) -> bool:

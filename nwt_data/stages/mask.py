@@ -18,7 +18,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -223,10 +223,12 @@ def _plan_locked(ws: Workspace, row: Any) -> Iterator[Path]:
         yield path
 
 
-def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True) -> OverlayPlan | None:
+def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True,
+              frames: Iterable[tuple[float, np.ndarray]] | None = None) -> OverlayPlan | None:  # fmt: skip
     """The graphic rule's plan of one clip (its boxes before the episode's evidence), from the cache
     in `plans/` when it was made from the same file and settings (by mask, report or flag); made
-    and stored otherwise (None then unless `make`)."""
+    and stored otherwise (None then unless `make`), from `frames` when the caller decodes the clip's
+    samples anyway (they are read only when the plan is made), else from a decode of its own."""
     import av
 
     if not (ws.root / row["path"]).is_file():
@@ -246,14 +248,16 @@ def clip_plan(ws: Workspace, row: Any, config: MaskConfig, *, make: bool = True)
             return None
         window = ClipWindow.from_row(ws.root, row)
         try:
-            frames = sampled_frames(window, config.overlay_fps)
-            plan = plan_overlays(*sample_clip(frames, window.trim_start, config.overlay_fps, config.text_fps))
+            samples = frames if frames is not None else sampled_frames(window, config.overlay_fps)
+            plan = plan_overlays(
+                *sample_clip(samples, window.trim_start, config.overlay_fps, config.text_fps)
+            )
         except (av.FFmpegError, ValueError) as err:
             raise MediaError(
                 f"cannot decode {row['path']}: {av_error_text(err)}",
                 hint=f"the clip file is damaged: run `nwt-data segment --redo -e {row['episode_id']}`",
             ) from err
-        write_atomic(path, json.dumps({"key": key, "plan": plan.to_json()}).encode())
+        _write_plan(path, key, plan)
         return plan
 
 
@@ -261,7 +265,11 @@ def store_plan(ws: Workspace, row: Any, config: MaskConfig, plan: OverlayPlan) -
     """Cache a plan made elsewhere from the same samples `clip_plan` reads (the flag stage's pass)."""
     key = _plan_key(ws, row, config)
     with _plan_locked(ws, row) as path:
-        write_atomic(path, json.dumps({"key": key, "plan": plan.to_json()}).encode())
+        _write_plan(path, key, plan)
+
+
+def _write_plan(path: Path, key: dict[str, Any], plan: OverlayPlan) -> None:
+    write_atomic(path, json.dumps({"key": key, "plan": plan.to_json()}).encode())
 
 
 def clear_plan_leftovers(ws: Workspace) -> None:
@@ -276,13 +284,12 @@ def clear_plan_leftovers(ws: Workspace) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def episode_plans(ws: Workspace, episode: Sequence[Any], config: MaskConfig, *, made_only: bool = False,
-                  start: int = 0) -> dict[str, ClipPlan]:  # fmt: skip
-    """The plans of an episode's clips, by clip id, from `start` round (so workers on one episode make
-    different plans at first); `made_only`: only those made earlier. A damaged clip gives none (its
-    own run reports it)."""
+def episode_plans(ws: Workspace, episode: Sequence[Any], config: MaskConfig, *,
+                  made_only: bool = False) -> dict[str, ClipPlan]:  # fmt: skip
+    """The plans of an episode's clips, by clip id; `made_only`: only those made earlier. A damaged
+    clip gives none (its own run reports it)."""
     plans = {}
-    for row in [*episode[start:], *episode[:start]]:
+    for row in episode:
         try:
             plan = clip_plan(ws, row, config, make=not made_only)
         except MediaError:
@@ -292,17 +299,18 @@ def episode_plans(ws: Workspace, episode: Sequence[Any], config: MaskConfig, *, 
     return plans
 
 
-def episode_plan(ws: Workspace, row: Any, episode: Sequence[Any], config: MaskConfig, *,
-                 made_only: bool = False) -> OverlayPlan:  # fmt: skip
-    """What mask paints in a clip under the graphic rule: its plan less the set pieces the clips of
-    its episode (`episode`, the clip included) show (nwt_data.curation.episode). `made_only`: the
+def without_set_pieces(ws: Workspace, row: Any, plan: OverlayPlan, episode: Sequence[Any], config: MaskConfig,
+                       *, made_only: bool = False) -> OverlayPlan:  # fmt: skip
+    """What mask paints in a clip under the graphic rule: its `plan` less the set pieces the clips
+    of its episode (`episode`, the clip included) show (nwt_data.curation.episode). `made_only`: the
     other clips count only with a plan made earlier (the report, which must not plan whole episodes)."""
-    plan = clip_plan(ws, row, config)
-    assert plan is not None
     if not (plan and config.spare_set_pieces and len(episode) >= MIN_CLIPS):
         return plan
+    # The other clips from this one's neighbours round, so workers on one episode make different
+    # plans at first.
     index = next((i for i, r in enumerate(episode) if r["clip_id"] == row["clip_id"]), 0)
-    plans = episode_plans(ws, episode, config, made_only=made_only, start=index)
+    others = [r for r in [*episode[index:], *episode[:index]] if r["clip_id"] != row["clip_id"]]
+    plans = episode_plans(ws, others, config, made_only=made_only)
     this = plans[row["clip_id"]] = ClipPlan(plan, (row["crop_x"], row["crop_y"]), row["crop_h"])
     return to_paint(this, list(plans.values()), config.set_piece_share)
 
@@ -352,9 +360,10 @@ def prepare_clip(ws: Workspace, row: Any, config: MaskConfig, episode: Sequence[
     n = len(times)
     plan, set_pieces = None, 0
     if config.overlay_rule == "graphic":
-        plan = episode_plan(ws, row, episode, config)
         own = clip_plan(ws, row, config)
-        set_pieces = len(own.boxes) - len(plan.boxes) if own is not None else 0
+        assert own is not None
+        plan = without_set_pieces(ws, row, own, episode, config)
+        set_pieces = len(own.boxes) - len(plan.boxes)
     rule = OverlayRule.for_crop(config, window.crop[3])
     processor = FrameProcessor(window.crop, rule, plan, window.clip_offset)
     # With a worker per core, codec threads only add overhead; with fewer, they use the idle cores.

@@ -8,7 +8,7 @@ workspace's plan cache, for the clip and its episode's other clips).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from nwt_data.contract import write_atomic
 from nwt_data.curation.report import Tile, draw_tile, gather, relative_href, render, sample_clips
 from nwt_data.errors import ConfigError, MediaError
 from nwt_data.media.clip import ClipWindow, sampled_frames
-from nwt_data.stages.mask import OverlayRule, episode_plan, overlay_boxes
+from nwt_data.stages.mask import OverlayRule, clip_plan, overlay_boxes, without_set_pieces
 from nwt_data.workspace import Workspace
 
 
@@ -55,18 +55,29 @@ def middle_frame_and_boxes(
     window = ClipWindow.from_row(ws.root, row)
     middle = (window.trim_start + window.trim_end) / 2
     best: list[Any] = [None, None]  # time, frame
-    try:
-        for t, rgb in sampled_frames(window, config.overlay_fps):
+
+    def keep_middle(frames: Iterable[tuple[float, np.ndarray]]) -> Iterator[tuple[float, np.ndarray]]:
+        for t, rgb in frames:
             if best[0] is None or abs(t - middle) < abs(best[0] - middle):
                 best[0], best[1] = t, rgb
+            yield t, rgb
+
+    plan = None
+    try:
+        # One decode: the plan, when it is not in the cache yet, is made from the same samples.
+        frames = keep_middle(sampled_frames(window, config.overlay_fps))
+        if config.overlay_rule == "graphic":
+            plan = clip_plan(ws, row, config, frames=frames)
+        for _ in frames:  # the rest of the window (all of it when the plan came from the cache)
+            pass
     except (av.FFmpegError, ValueError, OSError) as err:
         raise MediaError(f"cannot read {row['path']}: {err}") from err
     if best[1] is None:
         raise MediaError(f"{row['path']}: no frame in the kept window")
-    if config.overlay_rule == "graphic":
-        # Other clips count as evidence once mask (or an earlier report) planned them: planning
-        # whole episodes here would make a report of a sample as slow as mask.
-        return best[1], episode_plan(ws, row, episode, config, made_only=True).boxes_at(best[0])
+    if plan is not None:
+        # Other clips count as evidence once flag, mask (or an earlier report) planned them:
+        # planning whole episodes here would make a report of a sample as slow as mask.
+        return best[1], without_set_pieces(ws, row, plan, episode, config, made_only=True).boxes_at(best[0])
     import cv2
 
     gray = cv2.cvtColor(np.ascontiguousarray(best[1]), cv2.COLOR_RGB2GRAY)
